@@ -1,0 +1,38 @@
+# The same commands for everyone and for CI. Each target sets up what it needs first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.protoexplain-installed
+RUN    ?= runs/demo
+
+.PHONY: setup demo test test-fast lint bench clean
+
+setup: $(STAMP)
+
+# A virtual environment with the pinned PyTorch (the CUDA build; it runs on the CPU) and the
+# project in editable mode, plus the Debian Fashion-MNIST data used by the real-image benchmark.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@bash scripts/install_data.sh
+	touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/protoexplain demo --out $(RUN)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check protoexplain prototypes hdm tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/hdm_speed.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,190 @@
+"""The run configuration: YAML files with a default for every field.
+
+A config file only lists what differs from the defaults below. Unknown or mistyped keys are
+errors that name the key and the file. ``--set a.b=value`` overrides are parsed as YAML
+scalars (``--set training.epochs=3``, ``--set model.backbone=resnet18``).
+
+Defaults follow the original ProtoPNet (cfchen-duke/ProtoPNet, ``settings.py`` and
+``main.py``) wherever it has one; the embedded demo config shrinks sizes for the CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from protoexplain.config_schema import ConfigError, build, to_dict
+
+__all__ = ["Config", "ConfigError", "load_config", "parse_override", "save_config"]
+
+
+@dataclass
+class DataConfig:
+    """Which data set to read and how to batch it."""
+
+    dataset: str = "SyntheticParts"
+    """A class name in :mod:`protoexplain.data`."""
+    root: str | None = None
+    """Where the data set's files are (``null`` for generated sets)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the data set's constructor (checked against its signature)."""
+    batch_size: int = 80
+    """Training batch size (the original's ``train_batch_size``)."""
+    eval_batch_size: int = 100
+    """Batch size for validation, test and push (the original's ``test_batch_size``)."""
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """The ProtoPNet architecture (cfchen-duke/ProtoPNet ``settings.py``)."""
+
+    backbone: str = "vgg19"
+    pretrained: str | None = None
+    """A torchvision weights name (needs the network) or a path to a local state-dict file."""
+    prototypes_per_class: int = 10
+    prototype_dim: int = 128
+    add_on: Literal["regular", "bottleneck"] = "regular"
+    activation: Literal["log", "linear"] = "log"
+    incorrect_class_connection: float = -0.5
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+
+
+@dataclass
+class LearningRateConfig:
+    """Per-group learning rates of the original (``settings.py``)."""
+
+    joint_features: float = 1e-4
+    joint_add_on: float = 3e-3
+    joint_prototypes: float = 3e-3
+    joint_step_size: int = 5
+    joint_gamma: float = 0.1
+    warm_add_on: float = 3e-3
+    warm_prototypes: float = 3e-3
+    last_layer: float = 1e-4
+    weight_decay: float = 1e-3
+
+
+@dataclass
+class LossConfig:
+    """Loss coefficients of the original (``settings.py`` ``coefs``)."""
+
+    cross_entropy: float = 1.0
+    cluster: float = 0.8
+    separation: float = -0.08
+    l1: float = 1e-4
+
+
+@dataclass
+class TrainingConfig:
+    """The phase schedule of the original (``main.py``)."""
+
+    epochs: int = 1000
+    warm_epochs: int = 5
+    push_start: int = 10
+    push_every: int = 10
+    last_layer_epochs: int = 20
+    learning_rates: LearningRateConfig = field(default_factory=LearningRateConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+@dataclass
+class LocalizationConfig:
+    """How prototypes are localized in images, at push and in evaluation."""
+
+    push_method: str = "upsample"
+    """Method used for the projection records and prototype pictures."""
+    push_options: dict[str, Any] = field(default_factory=dict)
+    evaluation_methods: list[str] = field(default_factory=lambda: ["upsample"])
+    """Methods compared by ``protoexplain evaluate`` and ``protoexplain benchmark``."""
+
+
+@dataclass
+class Config:
+    """A whole run."""
+
+    seed: int = 0
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    localization: LocalizationConfig = field(default_factory=LocalizationConfig)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into its key path and a YAML-parsed value."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.path=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{text}' has an empty key")
+    return key.split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def _apply_override(tree: dict, path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{'.'.join(path)}': '{part}' is not a section")
+    node[path[-1]] = value
+
+
+def _check_dataset_options(config: Config, source: str) -> None:
+    from protoexplain import data
+
+    cls = getattr(data, config.data.dataset, None)
+    if cls is None or not isinstance(cls, type):
+        allowed = ", ".join(data.__all__)
+        raise ConfigError(f"'data.dataset'{' in ' + source if source else ''}: unknown data set "
+                          f"'{config.data.dataset}'; choose one of {allowed}")
+    params = inspect.signature(cls).parameters
+    reserved = {"root", "split"}
+    for key in config.data.options:
+        if key not in params or key in reserved:
+            allowed = ", ".join(p for p in params if p not in reserved)
+            raise ConfigError(f"unknown config key 'data.options.{key}' in {source or 'config'}: "
+                              f"{config.data.dataset} takes {allowed}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
+    """Read a YAML config (or only defaults when ``path`` is None) and apply overrides."""
+    tree: dict = {}
+    source = str(path) if path is not None else "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    tree = copy.deepcopy(tree)
+    for text in overrides:
+        key_path, value = parse_override(text)
+        _apply_override(tree, key_path, value)
+    if overrides:
+        source = f"{source} (with --set {' '.join(overrides)})"
+    config = build(Config, tree, source=source)
+    _check_dataset_options(config, source)
+    return config
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config (every field) as YAML."""
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def config_from_dict(tree: dict, source: str = "checkpoint") -> Config:
+    """Rebuild a config saved by :func:`save_config` or stored in a checkpoint."""
+    return build(Config, tree, source=source)
