@@ -1,0 +1,54 @@
+"""Prototype-based image classifiers: ProtoPNet (model, losses, training phases, push) and
+prototype localization.
+
+A faithful reimplementation of ProtoPNet (Chen et al., "This Looks Like That", NeurIPS 2019;
+reference code cfchen-duke/ProtoPNet) as composable, device-agnostic functions. It knows
+nothing about files, configs or command lines.
+"""
+
+from prototypes.backbones import BACKBONES, build_backbone
+from prototypes.localization import (
+    LOCALIZATION_METHODS,
+    Localization,
+    high_activation_box,
+    localize,
+)
+from prototypes.losses import LossCoefficients, protopnet_loss
+from prototypes.model import ProtoPNet, ProtoPNetOutput
+from prototypes.push import ProjectionRecord, push
+from prototypes.receptive_field import ReceptiveField, receptive_field_box
+from prototypes.training import (
+    LearningRates,
+    NonFiniteLossError,
+    PhaseOptimizer,
+    Stage,
+    build_optimizer,
+    plan_schedule,
+    run_epoch,
+    set_phase,
+)
+
+__all__ = [
+    "BACKBONES",
+    "LOCALIZATION_METHODS",
+    "LearningRates",
+    "Localization",
+    "LossCoefficients",
+    "NonFiniteLossError",
+    "PhaseOptimizer",
+    "ProjectionRecord",
+    "ProtoPNet",
+    "ProtoPNetOutput",
+    "ReceptiveField",
+    "Stage",
+    "build_backbone",
+    "build_optimizer",
+    "high_activation_box",
+    "localize",
+    "plan_schedule",
+    "protopnet_loss",
+    "push",
+    "receptive_field_box",
+    "run_epoch",
+    "set_phase",
+]
