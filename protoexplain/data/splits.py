@@ -48,8 +48,8 @@ def stratified_split(
 
     Per class of ``n`` items, ``round(n * val_fraction)`` go to validation and
     ``round(n * test_fraction)`` to test (halves round up), taken in order of the hash of
-    ``(seed, key)``; the rest train. Every class keeps at least one training item (test, then
-    validation, give way). Lists are sorted; ``keys`` must be unique.
+    ``(seed, key)``; the rest train. Every class keeps at least one training item
+    (validation gives way first, then test). Lists are sorted; ``keys`` must be unique.
     """
     if len(keys) != len(labels):
         raise ValueError(f"got {len(keys)} keys but {len(labels)} labels")
