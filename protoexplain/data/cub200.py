@@ -119,8 +119,10 @@ def _per_image(path: Path, rows: list[Row], images: dict[int, Row],
     return {key: values[1:] for key, (_, values) in table.items()}
 
 
-def resolve_root(root: str | Path) -> Path:
+def resolve_root(root: str | Path | None) -> Path:
     """The folder holding ``images.txt``: ``root`` itself or ``root/CUB_200_2011``."""
+    if root is None:
+        raise ValueError("CUB200 needs root: the extracted CUB_200_2011 folder (data.root)")
     root = Path(root)
     for candidate in (root, root / "CUB_200_2011"):
         if (candidate / "images.txt").is_file():
@@ -253,7 +255,7 @@ class CUB200(Dataset):
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | None,
         split: str = "train",
         *,
         crop_to_box: bool = True,

@@ -159,6 +159,9 @@ def paste_object(
 class FashionComposites(Dataset):
     """Fashion-MNIST objects on textured backgrounds, with exact object masks and boxes.
 
+    ``root``: the folder of the four official IDX files (gzipped or not); None means
+    :data:`FASHION_MNIST_DIR`.
+
     Splits: ``train`` and ``val`` divide the official 60,000 training images (``val_fraction``
     of each class held out, see :func:`~protoexplain.data.splits.stratified_split`); ``test``
     uses the official 10,000 test images. Item ``i`` shows the object ``source_indices[i]``
@@ -186,7 +189,7 @@ class FashionComposites(Dataset):
 
     def __init__(
         self,
-        root: str | Path = FASHION_MNIST_DIR,
+        root: str | Path | None = None,
         split: str = "train",
         *,
         image_size: int = 64,
@@ -197,7 +200,7 @@ class FashionComposites(Dataset):
         mask_threshold: float = 10.0,
         colour: bool = True,
     ) -> None:
-        self.root = Path(root)
+        self.root = Path(root) if root is not None else FASHION_MNIST_DIR
         self.split = check_split(split)
         if image_size < 8:
             raise ValueError(f"image_size must be at least 8, got {image_size}")

@@ -64,7 +64,7 @@ class ImageFolder(Dataset):
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | None,
         split: str = "train",
         *,
         image_size: int | Sequence[int] | None = 224,
@@ -76,6 +76,8 @@ class ImageFolder(Dataset):
         on_bad_image: str = "raise",
         progress: bool = True,
     ) -> None:
+        if root is None:
+            raise ValueError("ImageFolder needs root: the folder of class folders (data.root)")
         self.root = Path(root)
         self.split = check_split(split)
         check_fraction("val_fraction", val_fraction)

@@ -146,6 +146,8 @@ def test_root_may_be_the_parent_folder_and_segmentations_may_sit_inside(fresh):
 def test_missing_release_names_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="images.txt"):
         CUB200(tmp_path, "train")
+    with pytest.raises(ValueError, match="CUB200 needs root"):
+        CUB200(None, "train")
 
 
 def _edit(path, change):

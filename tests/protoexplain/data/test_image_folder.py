@@ -126,6 +126,13 @@ def test_malformed_layouts_are_errors_naming_the_folder(tmp_path, layout, messag
         ImageFolder(tmp_path, "test")
 
 
+def test_missing_root_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="image folder not found"):
+        ImageFolder(tmp_path / "absent", "train")
+    with pytest.raises(ValueError, match="ImageFolder needs root"):
+        ImageFolder(None, "train")
+
+
 def test_corrupt_image_raises_naming_the_file(tmp_path):
     _write_classes(tmp_path, per_class=3)
     data = ImageFolder(tmp_path, "train", val_fraction=0.0, test_fraction=0.0)
