@@ -166,7 +166,9 @@ class FashionComposites(Dataset):
     of each class held out, see :func:`~protoexplain.data.splits.stratified_split`); ``test``
     uses the official 10,000 test images. Item ``i`` shows the object ``source_indices[i]``
     (an index into the official part) and is generated from ``(seed, split, i)`` alone, so it
-    is the same whatever the order of access or the worker process.
+    is the same whatever the order of access or the worker process. ``num_samples`` (default:
+    one item per object of the split) takes objects in a seeded random order, starting over
+    (on new backgrounds and positions) when it exceeds the split's objects.
 
     Generation of one item (image side S = ``image_size``):
 
