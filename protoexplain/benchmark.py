@@ -1,0 +1,200 @@
+"""The localization benchmark: every method on the same model, prototypes and images.
+
+:func:`run_benchmark` builds the (image, prototype) pairs once (test images of each
+prototype's class, capped per class), decides each prototype's part once (method-independent,
+see :mod:`protoexplain.metrics.prototype_parts`) and randomises the model once, then scores
+every method with :func:`protoexplain.metrics.localization.evaluate_localization`.
+:func:`write_benchmark` writes ``benchmark.json`` (``{method: {metric: value}}``) and the same
+table as ``benchmark.md``; :func:`aggregate_runs` and :func:`aggregate_table` turn several
+runs (e.g. training seeds) into mean ± standard deviation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from protoexplain.metrics.localization import LocalizationSettings, evaluate_localization
+from protoexplain.metrics.pairs import build_pairs
+from protoexplain.metrics.prototype_parts import find_prototype_parts
+from protoexplain.metrics.sanity import randomized_copy
+
+Results = dict[str, dict[str, float]]
+
+LOWER_IS_BETTER = ("deletion", "sanity_spearman", "sanity_ssim", "seconds_per_pair",
+                   "forward_passes_per_pair", "backward_passes_per_pair")
+"""Metrics where a lower value is better; for the others (except ``pairs``, ``prototypes``)
+higher is better."""
+COUNTS = ("pairs", "prototypes")
+
+
+def run_benchmark(model: nn.Module, dataset: Dataset, methods: Mapping[str, Mapping[str, Any]],
+                  *, images_per_prototype: int | None = 10,
+                  prototypes: Sequence[int] | None = None,
+                  settings: LocalizationSettings | None = None,
+                  part_definition: str = "occlusion", batch_size: int = 16,
+                  device: torch.device | str = "cpu", seed: int = 0,
+                  progress: bool = True) -> Results:
+    """Score each localization method on the same pairs.
+
+    Args:
+        model: a trained prototype network (``ProtoPNet``), moved to ``device``.
+        dataset: the test split (items as the data set contract).
+        methods: method name (a key of :data:`prototypes.LOCALIZATION_METHODS`) -> options.
+        images_per_prototype: test images of its class per prototype (a deterministic subset
+            drawn from ``seed``, the same for every prototype of a class); ``None``: all.
+        prototypes: prototype indices to evaluate (default: all).
+        settings: metric options, see :class:`LocalizationSettings`.
+        part_definition: how each prototype's part is decided (``"occlusion"`` or
+            ``"latent_peak"``), used when the data set has part masks.
+        batch_size: pairs per localization call.
+        device: where everything runs.
+        seed: seeds the image subset, the noise, the tie order and the randomised model.
+        progress: show progress bars.
+    Returns:
+        ``{method: {metric: value}}``.
+    """
+    if not methods:
+        raise ValueError("methods is empty: name at least one localization method")
+    settings = settings or LocalizationSettings()
+    device = torch.device(device)
+    model = model.to(device).eval()
+    classes = model.prototype_class_identity.argmax(dim=1)
+    pairs = build_pairs(dataset, classes, prototypes=prototypes,
+                        images_per_class=images_per_prototype, seed=seed, progress=progress)
+    parts = None
+    if "part_masks" in pairs.ground_truth:
+        parts = find_prototype_parts(model, pairs, definition=part_definition,
+                                     similarity_at=settings.similarity_at, fill=settings.fill,
+                                     batch_size=batch_size, device=device, progress=progress)
+    randomized = randomized_copy(model, seed=seed).eval() if settings.sanity else None
+    return {
+        name: evaluate_localization(model, pairs, name, options, prototype_parts=parts,
+                                    randomized_model=randomized, settings=settings,
+                                    batch_size=batch_size, device=device, seed=seed,
+                                    progress=progress)
+        for name, options in methods.items()
+    }
+
+
+def _json_value(value: float) -> float | None:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _format(metric: str, value: float | None) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if metric in COUNTS:
+        return f"{value:.0f}"
+    if metric == "seconds_per_pair":
+        return f"{value:.3g}"
+    if metric.endswith("passes_per_pair"):
+        return f"{value:.1f}"
+    return f"{value:.3f}"
+
+
+def _label(metric: str) -> str:
+    if metric in COUNTS:
+        return metric
+    return f"{metric} {'↓' if metric in LOWER_IS_BETTER else '↑'}"
+
+
+def _metric_order(tables: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    order: list[str] = []
+    for metrics in tables.values():
+        order += [m for m in metrics if m not in order]
+    return order
+
+
+def _markdown(cells: Mapping[str, Mapping[str, str]], metrics: list[str]) -> str:
+    methods = list(cells)
+    lines = ["| metric | " + " | ".join(methods) + " |",
+             "|---|" + "---:|" * len(methods)]
+    for metric in metrics:
+        row = [cells[method].get(metric, "n/a") for method in methods]
+        lines.append(f"| {_label(metric)} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def benchmark_table(results: Mapping[str, Mapping[str, float]]) -> str:
+    """Markdown table: one row per metric (↑ higher / ↓ lower is better), one column per
+    method; metrics a method lacks show ``n/a``."""
+    metrics = _metric_order(results)
+    cells = {method: {m: _format(m, v) for m, v in values.items()}
+             for method, values in results.items()}
+    return _markdown(cells, metrics)
+
+
+def write_benchmark(results: Mapping[str, Mapping[str, float]], out_dir: str | Path
+                    ) -> tuple[Path, Path]:
+    """Write ``benchmark.json`` (non-finite values as ``null``) and ``benchmark.md`` into
+    ``out_dir``; returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, markdown_path = out_dir / "benchmark.json", out_dir / "benchmark.md"
+    clean = {method: {m: _json_value(v) for m, v in values.items()}
+             for method, values in results.items()}
+    json_path.write_text(json.dumps(clean, indent=2) + "\n")
+    markdown_path.write_text("# Localization benchmark\n\n" + benchmark_table(results)
+                             + "\n↑ higher is better, ↓ lower is better; fractions in [0, 1]; "
+                               "costs are of the localization alone.\n")
+    return json_path, markdown_path
+
+
+def load_benchmark(path: str | Path) -> Results:
+    """Read a ``benchmark.json`` (``null`` becomes NaN)."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read benchmark results from {path}: {error}") from None
+    return {method: {m: float("nan") if v is None else float(v) for m, v in values.items()}
+            for method, values in raw.items()}
+
+
+def aggregate_runs(runs: Sequence[Mapping[str, Mapping[str, float]]]
+                   ) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean and sample standard deviation (n - 1) of each method's metrics over runs.
+
+    Returns ``{method: {metric: {"mean", "std", "runs"}}}``; NaN values are left out, and
+    ``std`` is NaN when fewer than two runs have the metric.
+    """
+    if not runs:
+        raise ValueError("aggregate_runs needs at least one run")
+    methods = list(dict.fromkeys(method for run in runs for method in run))
+    aggregated: dict[str, dict[str, dict[str, float]]] = {}
+    for method in methods:
+        tables = {i: run[method] for i, run in enumerate(runs) if method in run}
+        aggregated[method] = {}
+        for metric in _metric_order(tables):
+            values = torch.tensor([t[metric] for t in tables.values() if metric in t],
+                                  dtype=torch.float64)
+            values = values[~values.isnan()]
+            count = int(values.numel())
+            aggregated[method][metric] = {
+                "mean": float(values.mean()) if count else float("nan"),
+                "std": float(values.std()) if count > 1 else float("nan"),
+                "runs": float(count),
+            }
+    return aggregated
+
+
+def aggregate_table(aggregated: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
+    """Markdown table of :func:`aggregate_runs`: ``mean ± std`` per metric and method (just
+    the mean when there is no std)."""
+    cells = {}
+    for method, metrics in aggregated.items():
+        cells[method] = {}
+        for metric, stats in metrics.items():
+            text = _format(metric, stats["mean"])
+            if math.isfinite(stats["std"]) and metric not in COUNTS:
+                text += f" ± {_format(metric, stats['std'])}"
+            cells[method][metric] = text
+    return _markdown(cells, _metric_order(aggregated))

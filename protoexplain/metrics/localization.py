@@ -1,0 +1,272 @@
+"""Scoring one localization method on (image, prototype) pairs with ground truth.
+
+:func:`evaluate_localization` runs :func:`prototypes.localize` on batches of pairs and returns
+``{metric: value}``. Every metric is computed only when the data set has the ground truth it
+needs (keypoints: consistency and stability; object masks: relevance and object energy /
+pointing; part masks: part energy / pointing / box IoU); the others are left out.
+
+Metrics (fractions in [0, 1]; higher is better except for the ``sanity_*`` values):
+
+- ``consistency``, ``stability``: Huang et al. 2023 (:mod:`protoexplain.metrics.parts`),
+  per prototype then averaged over prototypes;
+- ``relevance@a``, ``fidelity@a`` and their means over ``a`` (``relevance``, ``fidelity``):
+  Xu-Darme et al. 2023 (:mod:`protoexplain.metrics.relevance`);
+- ``energy_object``, ``pointing_object``, ``energy_part``, ``pointing_part``, ``iou_part``
+  (energy-based pointing game and pointing game of :mod:`hdm.metrics`, box IoU of
+  :mod:`protoexplain.metrics.regions`; the part is the prototype's part from
+  :mod:`protoexplain.metrics.prototype_parts`, and pairs whose image does not show it are
+  skipped);
+- ``deletion``, ``insertion``: area under the curve of the pair's score divided by its
+  unperturbed value, as pixels are removed / inserted in the map's order (RISE protocol and
+  substrates of :mod:`hdm.metrics`: black for deletion, blurred image for insertion); lower
+  and higher are better respectively;
+- ``sanity_spearman``, ``sanity_ssim``: similarity of the maps of the trained and of a
+  randomised model (:mod:`protoexplain.metrics.sanity`); low values pass;
+- cost: ``seconds_per_pair``, ``forward_passes_per_pair``, ``backward_passes_per_pair`` of the
+  localization itself (:mod:`protoexplain.metrics.cost`), and ``pairs``, ``prototypes``.
+
+Pair-level metrics are averaged over pairs (NaN values, e.g. a constant map's undefined
+rank correlation, are left out of the mean).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from hdm.metrics import deletion_auc, energy_pointing_game, insertion_auc, pointing_game
+from protoexplain.metrics.cost import PassCount, counting_passes
+from protoexplain.metrics.pairs import EvaluationPairs
+from protoexplain.metrics.parts import (
+    CONSISTENCY_THRESHOLD,
+    NOISE_BOUND,
+    NOISE_STD,
+    part_hits,
+    perturb_images,
+    prototype_consistency,
+    prototype_stability,
+    scaled_half_sizes,
+)
+from protoexplain.metrics.regions import box_iou, mask_boxes, scaled_tolerance
+from protoexplain.metrics.relevance import (
+    DEFAULT_FRACTIONS,
+    fidelity_drop,
+    relevance,
+    top_fraction_masks,
+)
+from protoexplain.metrics.sanity import spearman_correlation, structural_similarity
+from protoexplain.metrics.scores import FILLS, SIMILARITY_AT, PairScores, fill_values
+from prototypes import localize
+
+
+@dataclass(frozen=True)
+class LocalizationSettings:
+    """Options of the localization metrics; defaults follow the sources.
+
+    fractions: shares ``a`` of the image for relevance and fidelity.
+    consistency_threshold: Huang's ``part_thresh`` (0.8).
+    half_size: (half_y, half_x) of Huang's region around a peak in pixels; ``None`` scales
+        the original 36 px at 224 px to the image size.
+    noise_std, noise_bound: Huang's noise in normalised input space (0.2, clipped at 0.25).
+    pointing_tolerance: pointing-game tolerance in pixels; ``None`` scales TorchRay's 15 px
+        at 224 px to the image size.
+    similarity_at: the score of a pair for fidelity, occlusion and deletion/insertion:
+        ``"peak"``, the similarity at the latent position where the prototype peaks on the
+        unperturbed image (Xu-Darme et al.), or ``"max"``, the max-pooled similarity the
+        classifier uses.
+    fill: what removed pixels become for fidelity and occlusion: ``"dataset_mean"``, the
+        model's normalisation mean (zero after normalisation, as Xu-Darme et al.), or
+        ``"image_mean"``, each image's per-channel mean colour.
+    stability, sanity, deletion_insertion: compute these metrics (each costs extra
+        localizations or forward passes per pair).
+    pixels_per_step: pixels removed / inserted per deletion and insertion step; ``None``:
+        the image width (RISE's 224 at 224 px).
+    """
+
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+    consistency_threshold: float = CONSISTENCY_THRESHOLD
+    half_size: tuple[float, float] | None = None
+    noise_std: float = NOISE_STD
+    noise_bound: float = NOISE_BOUND
+    pointing_tolerance: float | None = None
+    similarity_at: str = "peak"
+    fill: str = "dataset_mean"
+    stability: bool = True
+    sanity: bool = True
+    deletion_insertion: bool = True
+    pixels_per_step: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.similarity_at not in SIMILARITY_AT:
+            raise ValueError(f"similarity_at must be one of {SIMILARITY_AT}, "
+                             f"got {self.similarity_at!r}")
+        if self.fill not in FILLS:
+            raise ValueError(f"fill must be one of {FILLS}, got {self.fill!r}")
+
+
+def percent_label(fraction: float) -> str:
+    """``0.05`` -> ``"5%"``: the suffix of per-fraction metric names."""
+    return f"{100 * fraction:g}%"
+
+
+def _localize(model: nn.Module, images: Tensor, prototype_ids: Tensor, method: str,
+              options: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
+    found = localize(model, images, prototype_ids, method=method, **options)
+    return found.maps.detach().float(), found.boxes.detach()
+
+
+@dataclass
+class _Accumulator:
+    """Per-pair results of all batches, concatenated at the end."""
+
+    values: dict[str, list[Tensor]] = field(default_factory=dict)
+
+    def add(self, name: str, value: Tensor) -> None:
+        self.values.setdefault(name, []).append(value.detach().float().cpu())
+
+    def get(self, name: str, dim: int = 0) -> Tensor:
+        return torch.cat(self.values[name], dim=dim)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.values
+
+
+def _nanmean(values: Tensor) -> float:
+    return float(values.double().nanmean())
+
+
+def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
+                          options: Mapping[str, Any] | None = None, *,
+                          prototype_parts: Tensor | None = None,
+                          randomized_model: nn.Module | None = None,
+                          settings: LocalizationSettings | None = None,
+                          batch_size: int = 16, device: torch.device | str = "cpu",
+                          seed: int = 0, progress: bool = True) -> dict[str, float]:
+    """Localize every pair's prototype with ``method`` and score the maps.
+
+    Args:
+        model: a prototype network (``ProtoPNet``) on ``device``, in eval mode.
+        pairs: the (image, prototype) pairs and ground truth, see
+            :func:`protoexplain.metrics.pairs.build_pairs`.
+        method, options: a name of :data:`prototypes.LOCALIZATION_METHODS` and its options.
+        prototype_parts: (P,) part index of every prototype of the model (-1: none), from
+            :mod:`protoexplain.metrics.prototype_parts`; needed for the part metrics.
+        randomized_model: the model with randomised weights for the sanity check (see
+            :func:`protoexplain.metrics.sanity.randomized_copy`); required when
+            ``settings.sanity``.
+        settings: metric options (:class:`LocalizationSettings`).
+        batch_size: pairs per ``localize`` call.
+        device: where the work runs.
+        seed: seeds the noise of stability (per batch, so every method sees the same noise
+            when the pairs and batch size are the same) and the tie order of top-pixel masks.
+        progress: show a progress bar.
+    Returns:
+        ``{metric: value}`` (see the module docstring).
+    """
+    settings = settings or LocalizationSettings()
+    options = dict(options or {})
+    device = torch.device(device)
+    if settings.sanity and randomized_model is None:
+        raise ValueError("settings.sanity needs randomized_model (see "
+                         "protoexplain.metrics.sanity.randomized_copy)")
+    truth = pairs.ground_truth
+    image_size = tuple(pairs.images.shape[-2:])
+    half_size = settings.half_size or scaled_half_sizes(image_size)
+    tolerance = settings.pointing_tolerance or scaled_tolerance(image_size)
+    parts = None if prototype_parts is None else prototype_parts.to(device)
+    cost = PassCount()
+    results = _Accumulator()
+    model.eval()
+    starts = range(0, len(pairs), batch_size)
+    for batch_number, start in enumerate(tqdm(starts, desc=f"benchmark ({method})",
+                                              disable=not progress)):
+        rows = pairs.rows[start:start + batch_size]
+        ids = pairs.prototypes[start:start + batch_size].to(device)
+        images = pairs.images[rows].to(device)
+        scores = PairScores(model, images, ids, settings.similarity_at)
+        with counting_passes(model, cost):
+            maps, boxes = _localize(model, images, ids, method, options)
+
+        if "part_keypoints" in truth:
+            keypoints = truth["part_keypoints"][rows].to(device)
+            results.add("hits", part_hits(maps, keypoints, half_size))
+            results.add("visible", keypoints[..., 2] > 0)
+            if settings.stability:
+                generator = torch.Generator(device=device)
+                generator.manual_seed(seed * 1_000_003 + batch_number)
+                noisy = perturb_images(images, model.std, noise_std=settings.noise_std,
+                                       bound=settings.noise_bound, generator=generator)
+                noisy_maps, _ = _localize(model, noisy, ids, method, options)
+                results.add("noisy_hits", part_hits(noisy_maps, keypoints, half_size))
+
+        top = top_fraction_masks(maps, settings.fractions, seed=seed)
+        fill = fill_values(model, images, settings.fill)
+        results.add("fidelity", fidelity_drop(scores.of_images, images, top, fill,
+                                              scores.reference))
+        if "object_mask" in truth:
+            objects = truth["object_mask"][rows].to(device)
+            results.add("relevance", relevance(top, objects))
+            results.add("energy_object", energy_pointing_game(maps, objects))
+            results.add("pointing_object", pointing_game(maps, objects, tolerance=tolerance))
+
+        if "part_masks" in truth and parts is not None:
+            part = parts[ids]
+            masks = truth["part_masks"][rows].to(device)
+            region = masks[torch.arange(len(ids), device=device), part.clamp(min=0)]
+            region_boxes, present = mask_boxes(region)
+            nan = torch.full(part.shape, float("nan"), device=device)
+            usable = present & (part >= 0)
+            results.add("energy_part", energy_pointing_game(maps, region).where(usable, nan))
+            results.add("pointing_part", pointing_game(maps, region, tolerance=tolerance
+                                                       ).where(usable, nan))
+            results.add("iou_part", box_iou(boxes, region_boxes).where(usable, nan))
+
+        if settings.deletion_insertion:
+            for name, area_under in (("deletion", deletion_auc), ("insertion", insertion_auc)):
+                results.add(name, area_under(model, images, maps, scores.relative,
+                                             pixels_per_step=settings.pixels_per_step))
+
+        if settings.sanity:
+            random_maps, _ = _localize(randomized_model, images, ids, method, options)
+            results.add("sanity_spearman", spearman_correlation(maps, random_maps))
+            results.add("sanity_ssim", structural_similarity(maps, random_maps))
+
+    return _summarize(results, pairs, settings, cost)
+
+
+def _summarize(results: _Accumulator, pairs: EvaluationPairs, settings: LocalizationSettings,
+               cost: PassCount) -> dict[str, float]:
+    """Averages of the per-pair results (per prototype first for Huang's scores)."""
+    groups = torch.unique(pairs.prototypes, return_inverse=True)[1]
+    num_groups = int(groups.max()) + 1
+    summary: dict[str, float] = {}
+    if "hits" in results:
+        hits, visible = results.get("hits").bool(), results.get("visible").bool()
+        summary["consistency"] = float(prototype_consistency(
+            hits, visible, groups, num_groups, settings.consistency_threshold).double().mean())
+        if "noisy_hits" in results:
+            stable = prototype_stability(hits, results.get("noisy_hits").bool(), groups,
+                                         num_groups)
+            summary["stability"] = _nanmean(stable)
+    for name in ("relevance", "fidelity"):
+        if name in results:
+            per_fraction = results.get(name, dim=1)  # (A, M)
+            for fraction, values in zip(settings.fractions, per_fraction, strict=True):
+                summary[f"{name}@{percent_label(fraction)}"] = _nanmean(values)
+            summary[name] = _nanmean(per_fraction.nanmean(dim=1))
+    for name in ("energy_object", "pointing_object", "energy_part", "pointing_part",
+                 "iou_part", "deletion", "insertion", "sanity_spearman", "sanity_ssim"):
+        if name in results:
+            summary[name] = _nanmean(results.get(name))
+    count = len(pairs)
+    summary["seconds_per_pair"] = cost.seconds / count
+    summary["forward_passes_per_pair"] = cost.forward_images / count
+    summary["backward_passes_per_pair"] = cost.backward_images / count
+    summary["pairs"] = float(count)
+    summary["prototypes"] = float(num_groups)
+    return summary

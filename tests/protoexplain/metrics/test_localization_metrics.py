@@ -1,0 +1,110 @@
+"""All localization metrics of one method, end to end on a tiny model and toy ground truth."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from toy_parts import ToyParts
+
+from protoexplain.metrics.localization import LocalizationSettings, evaluate_localization
+from protoexplain.metrics.pairs import build_pairs
+from protoexplain.metrics.regions import mask_boxes
+from protoexplain.metrics.sanity import randomized_copy
+from prototypes import LOCALIZATION_METHODS, Localization
+
+SETTINGS = LocalizationSettings(fractions=(0.01, 0.05))
+
+
+def red_part(model, images, prototype_ids):
+    """Knows where the red part is without asking the model: a bump on the red pixels,
+    highest at their centre."""
+    red = (images[:, 0] > 0.5) & (images[:, 1] < 0.5)
+    weights = red.float()
+    rows = torch.arange(images.shape[2], dtype=torch.float32)
+    columns = torch.arange(images.shape[3], dtype=torch.float32)
+    total = weights.sum(dim=(1, 2))
+    cy = (weights.sum(dim=2) * rows).sum(dim=1) / total
+    cx = (weights.sum(dim=1) * columns).sum(dim=1) / total
+    distance = (rows.view(1, -1, 1) - cy.view(-1, 1, 1)) ** 2 + (
+        columns.view(1, 1, -1) - cx.view(-1, 1, 1)) ** 2
+    maps = weights * (0.5 + 0.5 * torch.exp(-distance / 32))
+    return Localization(maps=maps, boxes=mask_boxes(red)[0])
+
+
+def corner(model, images, prototype_ids):
+    """Always points at the top-left corner of the image."""
+    rows = torch.arange(images.shape[2], dtype=torch.float32)
+    columns = torch.arange(images.shape[3], dtype=torch.float32)
+    maps = (1 - (rows.view(-1, 1) ** 2 + columns.view(1, -1) ** 2).sqrt() / 6).clamp(min=0)
+    maps = maps.expand(images.shape[0], -1, -1)
+    return Localization(maps=maps, boxes=torch.tensor([[0, 2, 0, 2]]).expand(len(images), -1))
+
+
+@pytest.fixture
+def methods(monkeypatch):
+    monkeypatch.setitem(LOCALIZATION_METHODS, "red_part", red_part)
+    monkeypatch.setitem(LOCALIZATION_METHODS, "corner", corner)
+
+
+def _evaluate(model, dataset, method, **options):
+    pairs = build_pairs(dataset, model.prototype_classes, images_per_class=3, progress=False)
+    return evaluate_localization(model, pairs, method, settings=SETTINGS,
+                                 prototype_parts=torch.zeros(4, dtype=torch.long),
+                                 randomized_model=randomized_copy(model, seed=0),
+                                 batch_size=5, progress=False, **options)
+
+
+def test_map_on_the_prototypes_part_scores_every_ground_truth_metric_perfectly(
+        model, toy_parts, methods):
+    results = _evaluate(model, toy_parts, "red_part")
+    for name in ("consistency", "stability", "relevance@1%", "relevance@5%", "relevance",
+                 "energy_object", "pointing_object", "energy_part", "pointing_part",
+                 "iou_part"):
+        assert results[name] == pytest.approx(1.0), name
+    assert results["pairs"] == 12 and results["prototypes"] == 4
+
+
+def test_map_pointing_away_from_the_object_hits_nothing(model, toy_parts, methods):
+    results = _evaluate(model, toy_parts, "corner")
+    for name in ("consistency", "relevance@1%", "energy_object", "pointing_object",
+                 "pointing_part", "iou_part"):
+        assert results[name] == pytest.approx(0.0, abs=1e-6), name
+    assert results["stability"] == 1.0  # the same (empty) hits with and without noise
+
+
+def test_map_that_ignores_the_model_fails_the_sanity_check_and_upsampling_passes(
+        model, toy_parts, methods):
+    ignoring = _evaluate(model, toy_parts, "red_part")
+    assert ignoring["sanity_spearman"] == pytest.approx(1.0)
+    assert ignoring["sanity_ssim"] == pytest.approx(1.0)
+    upsampled = _evaluate(model, toy_parts, "upsample")
+    assert upsampled["sanity_spearman"] < 0.9
+
+
+def test_cost_counts_only_the_passes_of_the_localization_itself(model, toy_parts, methods):
+    assert _evaluate(model, toy_parts, "upsample")["forward_passes_per_pair"] == 1.0
+    free = _evaluate(model, toy_parts, "red_part")
+    assert free["forward_passes_per_pair"] == 0.0
+    assert free["backward_passes_per_pair"] == 0.0
+    assert free["seconds_per_pair"] > 0
+
+
+def test_fidelity_and_causal_metrics_are_bounded_fractions(model, toy_parts, methods):
+    results = _evaluate(model, toy_parts, "upsample")
+    assert set(results) >= {"fidelity@1%", "fidelity@5%", "fidelity", "deletion", "insertion"}
+    assert results["fidelity"] == pytest.approx(
+        (results["fidelity@1%"] + results["fidelity@5%"]) / 2)
+    assert 0.0 <= results["deletion"] <= 1.5 and 0.0 <= results["insertion"] <= 1.5
+
+
+def test_metrics_whose_ground_truth_is_missing_are_left_out(model, methods):
+    results = _evaluate(model, ToyParts(keys=()), "red_part")
+    assert not {"consistency", "stability", "relevance", "energy_object", "energy_part",
+                "iou_part"} & set(results)
+    assert {"fidelity", "deletion", "insertion", "sanity_spearman"} <= set(results)
+
+
+def test_sanity_check_needs_the_randomised_model(model, toy_parts):
+    pairs = build_pairs(toy_parts, model.prototype_classes, images_per_class=1, progress=False)
+    with pytest.raises(ValueError, match="randomized_model"):
+        evaluate_localization(model, pairs, "upsample", progress=False)

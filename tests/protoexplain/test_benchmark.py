@@ -1,0 +1,92 @@
+"""The localization benchmark runner, its files and the aggregation over runs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from protoexplain.benchmark import (
+    aggregate_runs,
+    aggregate_table,
+    benchmark_table,
+    load_benchmark,
+    run_benchmark,
+    write_benchmark,
+)
+from protoexplain.data import SyntheticParts
+from protoexplain.metrics.localization import LocalizationSettings
+from prototypes import ProtoPNet
+
+
+@pytest.fixture(scope="module")
+def results():
+    dataset = SyntheticParts(split="test", num_classes=2, image_size=32, num_samples=12)
+    model = ProtoPNet("small_cnn", 2, prototypes_per_class=2, prototype_dim=4, image_size=32,
+                      backbone_options={"width": 2})
+    return run_benchmark(model, dataset, {"upsample": {}, "receptive_field": {}},
+                         images_per_prototype=2, batch_size=4, seed=1, progress=False,
+                         settings=LocalizationSettings(fractions=(0.05, 0.2)))
+
+
+def test_every_method_is_scored_on_the_same_pairs_with_every_ground_truth_metric(results):
+    assert list(results) == ["upsample", "receptive_field"]
+    expected = {"consistency", "stability", "relevance@5%", "relevance@20%", "relevance",
+                "fidelity@5%", "fidelity@20%", "fidelity", "energy_object", "pointing_object",
+                "energy_part", "pointing_part", "iou_part", "deletion", "insertion",
+                "sanity_spearman", "sanity_ssim", "seconds_per_pair",
+                "forward_passes_per_pair", "backward_passes_per_pair", "pairs", "prototypes"}
+    for metrics in results.values():
+        assert set(metrics) == expected
+        assert metrics["pairs"] == 8 and metrics["prototypes"] == 4
+        for name in ("consistency", "stability", "relevance", "energy_object", "iou_part"):
+            assert 0.0 <= metrics[name] <= 1.0
+    assert results["upsample"]["forward_passes_per_pair"] == 1.0
+
+
+def test_benchmark_files_hold_the_results_as_json_and_a_markdown_table(results, tmp_path):
+    results = {m: dict(v) for m, v in results.items()}
+    results["upsample"]["sanity_spearman"] = float("nan")
+    json_path, markdown_path = write_benchmark(results, tmp_path / "run")
+    raw = json.loads(json_path.read_text())
+    assert raw["upsample"]["sanity_spearman"] is None
+    assert raw["receptive_field"]["relevance"] == pytest.approx(
+        results["receptive_field"]["relevance"])
+    loaded = load_benchmark(json_path)
+    assert math.isnan(loaded["upsample"]["sanity_spearman"])
+    table = markdown_path.read_text()
+    assert "| metric | upsample | receptive_field |" in table
+    assert "| consistency ↑ |" in table and "| deletion ↓ |" in table
+    assert "| sanity_spearman ↓ | n/a |" in table
+    assert "| pairs | 8 | 8 |" in table
+
+
+def test_table_shows_metrics_missing_for_a_method_as_not_available():
+    table = benchmark_table({"a": {"relevance": 0.5}, "b": {"relevance": 0.25, "iou_part": 1.0}})
+    assert table.splitlines() == ["| metric | a | b |", "|---|---:|---:|",
+                                  "| relevance ↑ | 0.500 | 0.250 |",
+                                  "| iou_part ↑ | n/a | 1.000 |"]
+
+
+def test_runs_aggregate_to_mean_and_sample_standard_deviation():
+    runs = [{"hdm": {"relevance": 0.5, "pairs": 10.0}, "upsample": {"relevance": 0.1}},
+            {"hdm": {"relevance": 0.7, "pairs": 10.0}},
+            {"hdm": {"relevance": float("nan"), "pairs": 10.0}}]
+    aggregated = aggregate_runs(runs)
+    assert aggregated["hdm"]["relevance"]["mean"] == pytest.approx(0.6)
+    assert aggregated["hdm"]["relevance"]["std"] == pytest.approx(math.sqrt(0.02))
+    assert aggregated["hdm"]["relevance"]["runs"] == 2
+    assert math.isnan(aggregated["upsample"]["relevance"]["std"])
+    table = aggregate_table(aggregated).splitlines()
+    assert table[2] == "| relevance ↑ | 0.600 ± 0.141 | 0.100 |"
+    assert table[3] == "| pairs | 10 | n/a |"
+
+
+def test_benchmark_needs_methods_and_readable_results(tmp_path):
+    with pytest.raises(ValueError, match="methods is empty"):
+        run_benchmark(None, None, {})
+    broken = tmp_path / "benchmark.json"
+    broken.write_text("{not json")
+    with pytest.raises(ValueError, match="benchmark.json"):
+        load_benchmark(broken)
