@@ -42,7 +42,8 @@ _HEAD_PREFIXES = {"resnet": ("fc.",), "vgg": ("classifier.",), "densenet": ("cla
 # Old DenseNet checkpoints (including torchvision's official files) name dense-layer modules
 # "norm.1", "conv.2", ...; current torchvision names them "norm1", "conv2".
 _OLD_DENSENET_KEY = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var))$"
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+    r"([12]\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
 )
 
 

@@ -105,3 +105,15 @@ def test_weights_name_fails_offline_with_a_clear_message(monkeypatch):
         build_backbone("resnet18", pretrained="IMAGENET1K_V1")
     with pytest.raises(ValueError, match="known names"):
         build_backbone("resnet18", pretrained="NOT_A_WEIGHT")
+
+
+def test_old_style_densenet_keys_of_official_files_are_renamed(tmp_path):
+    source = torchvision.models.densenet121(weights=None)
+    old_style = {key.replace("denselayer1.norm1.", "denselayer1.norm.1.")
+                    .replace("denselayer1.conv2.", "denselayer1.conv.2."): value
+                 for key, value in source.state_dict().items()}
+    assert "features.denseblock1.denselayer1.norm.1.weight" in old_style
+    torch.save(old_style, tmp_path / "densenet121.pth")
+    features, _ = build_backbone("densenet121", pretrained=tmp_path / "densenet121.pth")
+    torch.testing.assert_close(features.denseblock1.denselayer1.conv2.weight,
+                               source.features.denseblock1.denselayer1.conv2.weight)
