@@ -140,6 +140,30 @@ def _nanmean(values: Tensor) -> float:
     return float(values.double().nanmean())
 
 
+def _add_part_hits(results: _Accumulator, maps: Tensor, noisy_maps: Tensor | None,
+                   keypoints: Tensor, settings: LocalizationSettings) -> None:
+    """Huang's part hits of the maps and, for stability, of the maps of the noisy images."""
+    half_size = settings.half_size or scaled_half_sizes(tuple(maps.shape[-2:]))
+    results.add("hits", part_hits(maps, keypoints, half_size))
+    results.add("visible", keypoints[..., 2] > 0)
+    if noisy_maps is not None:
+        results.add("noisy_hits", part_hits(noisy_maps, keypoints, half_size))
+
+
+def _add_part_region_metrics(results: _Accumulator, maps: Tensor, boxes: Tensor,
+                             part_masks: Tensor, parts: Tensor, tolerance: float) -> None:
+    """Energy, pointing game and box IoU on each pair's prototype part; NaN (skipped) where
+    the prototype has no part or the image does not show it."""
+    region = part_masks[torch.arange(len(parts), device=parts.device), parts.clamp(min=0)]
+    region_boxes, present = mask_boxes(region)
+    usable = present & (parts >= 0)
+    nan = torch.full(parts.shape, float("nan"), device=parts.device)
+    results.add("energy_part", energy_pointing_game(maps, region).where(usable, nan))
+    results.add("pointing_part", pointing_game(maps, region, tolerance=tolerance
+                                               ).where(usable, nan))
+    results.add("iou_part", box_iou(boxes, region_boxes).where(usable, nan))
+
+
 def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
                           options: Mapping[str, Any] | None = None, *,
                           prototype_parts: Tensor | None = None,
@@ -174,11 +198,7 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
     if settings.sanity and randomized_model is None:
         raise ValueError("settings.sanity needs randomized_model (see "
                          "protoexplain.metrics.sanity.randomized_copy)")
-    truth = pairs.ground_truth
-    image_size = tuple(pairs.images.shape[-2:])
-    half_size = settings.half_size or scaled_half_sizes(image_size)
-    tolerance = settings.pointing_tolerance or scaled_tolerance(image_size)
-    parts = None if prototype_parts is None else prototype_parts.to(device)
+    tolerance = settings.pointing_tolerance or scaled_tolerance(tuple(pairs.images.shape[-2:]))
     cost = PassCount()
     results = _Accumulator()
     model.eval()
@@ -188,51 +208,38 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
         rows = pairs.rows[start:start + batch_size]
         ids = pairs.prototypes[start:start + batch_size].to(device)
         images = pairs.images[rows].to(device)
+        truth = {key: value[rows].to(device) for key, value in pairs.ground_truth.items()}
         scores = PairScores(model, images, ids, settings.similarity_at)
         with counting_passes(model, cost):
             maps, boxes = _localize(model, images, ids, method, options)
 
         if "part_keypoints" in truth:
-            keypoints = truth["part_keypoints"][rows].to(device)
-            results.add("hits", part_hits(maps, keypoints, half_size))
-            results.add("visible", keypoints[..., 2] > 0)
+            noisy_maps = None
             if settings.stability:
                 generator = torch.Generator(device=device)
                 generator.manual_seed(seed * 1_000_003 + batch_number)
                 noisy = perturb_images(images, model.std, noise_std=settings.noise_std,
                                        bound=settings.noise_bound, generator=generator)
-                noisy_maps, _ = _localize(model, noisy, ids, method, options)
-                results.add("noisy_hits", part_hits(noisy_maps, keypoints, half_size))
-
+                noisy_maps = _localize(model, noisy, ids, method, options)[0]
+            _add_part_hits(results, maps, noisy_maps, truth["part_keypoints"], settings)
         top = top_fraction_masks(maps, settings.fractions, seed=seed)
-        fill = fill_values(model, images, settings.fill)
-        results.add("fidelity", fidelity_drop(scores.of_images, images, top, fill,
+        results.add("fidelity", fidelity_drop(scores.of_images, images, top,
+                                              fill_values(model, images, settings.fill),
                                               scores.reference))
         if "object_mask" in truth:
-            objects = truth["object_mask"][rows].to(device)
+            objects = truth["object_mask"]
             results.add("relevance", relevance(top, objects))
             results.add("energy_object", energy_pointing_game(maps, objects))
             results.add("pointing_object", pointing_game(maps, objects, tolerance=tolerance))
-
-        if "part_masks" in truth and parts is not None:
-            part = parts[ids]
-            masks = truth["part_masks"][rows].to(device)
-            region = masks[torch.arange(len(ids), device=device), part.clamp(min=0)]
-            region_boxes, present = mask_boxes(region)
-            nan = torch.full(part.shape, float("nan"), device=device)
-            usable = present & (part >= 0)
-            results.add("energy_part", energy_pointing_game(maps, region).where(usable, nan))
-            results.add("pointing_part", pointing_game(maps, region, tolerance=tolerance
-                                                       ).where(usable, nan))
-            results.add("iou_part", box_iou(boxes, region_boxes).where(usable, nan))
-
+        if "part_masks" in truth and prototype_parts is not None:
+            _add_part_region_metrics(results, maps, boxes, truth["part_masks"],
+                                     prototype_parts.to(device)[ids], tolerance)
         if settings.deletion_insertion:
             for name, area_under in (("deletion", deletion_auc), ("insertion", insertion_auc)):
                 results.add(name, area_under(model, images, maps, scores.relative,
                                              pixels_per_step=settings.pixels_per_step))
-
         if settings.sanity:
-            random_maps, _ = _localize(randomized_model, images, ids, method, options)
+            random_maps = _localize(randomized_model, images, ids, method, options)[0]
             results.add("sanity_spearman", spearman_correlation(maps, random_maps))
             results.add("sanity_ssim", structural_similarity(maps, random_maps))
 
