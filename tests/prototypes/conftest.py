@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_protopnet import make_batches, make_model
+from tests.prototypes.tiny_protopnet import make_batches, make_model
 
 from prototypes import ProtoPNet
 

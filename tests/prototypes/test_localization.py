@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from tiny_protopnet import make_model
+from tests.prototypes.tiny_protopnet import make_model
 
 from prototypes import LOCALIZATION_METHODS, Localization, high_activation_box, localize
 from prototypes.localization import min_max_normalise, upsample_maps

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from tiny_protopnet import make_model
+from tests.prototypes.tiny_protopnet import make_model
 
 from prototypes import LossCoefficients, ProtoPNetOutput, protopnet_loss
 

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from tiny_protopnet import make_model
+from tests.prototypes.tiny_protopnet import make_model
 from torch import nn
 
 from prototypes import ProtoPNet

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from tiny_protopnet import make_batches, make_model
+from tests.prototypes.tiny_protopnet import make_batches, make_model
 
 from prototypes import ProjectionRecord, push, receptive_field_box
 
