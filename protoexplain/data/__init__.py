@@ -1,0 +1,20 @@
+"""Data sets (items are dicts following the contract in DESIGN.md) and their helpers."""
+
+from protoexplain.data.collate import collate
+from protoexplain.data.contact_sheet import write_contact_sheet
+from protoexplain.data.cub200 import CUB200
+from protoexplain.data.fashion_composites import FashionComposites
+from protoexplain.data.image_folder import ImageFolder
+from protoexplain.data.image_io import ImageReadError, read_image
+from protoexplain.data.synthetic_parts import SyntheticParts
+
+__all__ = [
+    "CUB200",
+    "FashionComposites",
+    "ImageFolder",
+    "ImageReadError",
+    "SyntheticParts",
+    "collate",
+    "read_image",
+    "write_contact_sheet",
+]
