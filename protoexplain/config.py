@@ -45,6 +45,8 @@ class ModelConfig:
     """The ProtoPNet architecture (cfchen-duke/ProtoPNet ``settings.py``)."""
 
     backbone: str = "vgg19"
+    backbone_options: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the backbone constructor (``width`` for ``small_cnn``)."""
     pretrained: str | None = None
     """A torchvision weights name (needs the network) or a path to a local state-dict file."""
     prototypes_per_class: int = 10
@@ -90,6 +92,9 @@ class TrainingConfig:
     push_start: int = 10
     push_every: int = 10
     last_layer_epochs: int = 20
+    final_push: bool = False
+    """Push once more after the last epoch when it was not a push epoch (the original
+    does not), so the run always ends with projected prototypes."""
     learning_rates: LearningRateConfig = field(default_factory=LearningRateConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -143,7 +148,7 @@ def _check_dataset_options(config: Config, source: str) -> None:
 
     cls = getattr(data, config.data.dataset, None)
     if cls is None or not isinstance(cls, type):
-        allowed = ", ".join(data.__all__)
+        allowed = ", ".join(n for n in data.__all__ if isinstance(getattr(data, n), type))
         raise ConfigError(f"'data.dataset'{' in ' + source if source else ''}: unknown data set "
                           f"'{config.data.dataset}'; choose one of {allowed}")
     params = inspect.signature(cls).parameters

@@ -1,0 +1,159 @@
+"""The ``protoexplain`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from protoexplain.checkpoint import CheckpointError
+from protoexplain.config import ConfigError, load_config
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "synthetic_protopnet.yaml"
+
+DESCRIPTION = """\
+protoexplain: train "this looks like that" classifiers (ProtoPNet) and show where each
+prototype lives in an image with learned saliency masks instead of an upsampled 7x7 map.
+
+Start with 'protoexplain demo': it trains a small ProtoPNet on the embedded SyntheticParts
+data set on the CPU and writes a run directory (metrics.json, projection.json, one PNG per
+prototype, report.html).
+"""
+
+
+def _setup_logging(run_dir: Path | None, verbose: bool) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(run_dir / "train.log"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S", force=True)
+
+
+def _default_run_dir(config_path: str) -> Path:
+    return Path("runs") / Path(config_path).stem
+
+
+def _first_free(path: Path) -> Path:
+    """``path`` itself, or ``path-2``, ``path-3``... so that no earlier run is overwritten."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}-{number}")
+    return candidate
+
+
+def _add_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide progress bars (log lines are still written)")
+    parser.add_argument("--verbose", action="store_true", help="debug-level logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="protoexplain", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train", help="train, push and evaluate a model from a YAML config",
+        description="Train a ProtoPNet as CONFIG says (warm-up, joint, push, last layer), "
+                    "select the model on the validation split, evaluate it on the test split "
+                    "and write the run directory.")
+    train.add_argument("config", help="YAML config file (see configs/)")
+    train.add_argument("--out", type=Path, help="run directory (default: runs/<config name>)")
+    train.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set training.epochs=5 "
+                            "(repeatable; values are parsed as YAML)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run from RUN_DIR/checkpoint.pt")
+    _add_progress(train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="recompute the test metrics of a run directory",
+        description="Evaluate the selected model of RUN_DIR on the test split and update "
+                    "RUN_DIR/metrics.json.")
+    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("--device", help="override the run's device (cpu, cuda, ...)")
+    _add_progress(evaluate)
+
+    demo = commands.add_parser(
+        "demo", help="the main job on the embedded SyntheticParts data set (CPU, minutes)",
+        description=f"Train and evaluate with {DEMO_CONFIG.name} and write a run directory.")
+    demo.add_argument("--out", type=Path,
+                      help="run directory (default: runs/demo, or runs/demo-N when taken)")
+    demo.add_argument("--set", dest="overrides", action="append", default=[],
+                      metavar="KEY=VALUE", help="override a config value (repeatable)")
+    _add_progress(demo)
+
+    preview = commands.add_parser(
+        "show-data", help="write a PNG contact sheet of a config's data set",
+        description="Draw samples of the configured data set with their ground-truth parts, "
+                    "keypoints and boxes, so a person can see the task.")
+    preview.add_argument("config", nargs="?", default=str(DEMO_CONFIG),
+                         help="YAML config (default: the demo config)")
+    preview.add_argument("--split", default="train", choices=["train", "val", "test"])
+    preview.add_argument("--count", type=int, default=16, help="number of samples")
+    preview.add_argument("--out", type=Path, default=Path("runs/contact_sheet.png"))
+    preview.add_argument("--set", dest="overrides", action="append", default=[],
+                         metavar="KEY=VALUE", help="override a config value (repeatable)")
+    return parser
+
+
+def _train(config_path: str, overrides: list[str], out: Path | None, resume: bool,
+           progress: bool, verbose: bool) -> int:
+    from protoexplain.pipeline import train_and_report
+
+    config = load_config(config_path, overrides)
+    run_dir = out or _default_run_dir(config_path)
+    if (run_dir / "checkpoint.pt").exists() and not resume:
+        raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or "
+                          "--out to start a new one")
+    _setup_logging(run_dir, verbose)
+    train_and_report(config, run_dir, resume=resume, progress=progress)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    progress = not getattr(args, "no_progress", False)
+    verbose = getattr(args, "verbose", False)
+    try:
+        if args.command == "train":
+            return _train(args.config, args.overrides, args.out, args.resume, progress, verbose)
+        if args.command == "demo":
+            out = args.out or _first_free(Path("runs/demo"))
+            return _train(str(DEMO_CONFIG), args.overrides, out, False, progress, verbose)
+        if args.command == "evaluate":
+            from protoexplain.pipeline import evaluate_run
+            from protoexplain.run_dir import load_run
+
+            _setup_logging(None, verbose)
+            metrics = evaluate_run(load_run(args.run_dir, args.device), progress=progress)
+            print(f"test accuracy {metrics['test_accuracy']:.4f} -> {args.run_dir}/metrics.json")
+            return 0
+        if args.command == "show-data":
+            from protoexplain.data.contact_sheet import write_contact_sheet
+            from protoexplain.factory import build_dataset
+
+            config = load_config(args.config, args.overrides)
+            dataset = build_dataset(config, args.split, augment=False)
+            path = write_contact_sheet(dataset, args.out, count=args.count)
+            print(f"wrote {path}")
+            return 0
+    except (ConfigError, CheckpointError) as error:
+        print(f"protoexplain: error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        from protoexplain.training_run import TrainingStopped
+
+        if isinstance(error, TrainingStopped):
+            logging.getLogger("protoexplain").error("%s", error)
+            return 1
+        raise
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

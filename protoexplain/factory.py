@@ -1,0 +1,104 @@
+"""Build the objects a run needs (device, data sets, loaders, model) from its config."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from protoexplain import data
+from protoexplain.config import Config, ConfigError
+from protoexplain.data.collate import collate
+from prototypes import ProtoPNet
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; anything else is passed to :class:`torch.device`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"'device' is {name!r} but CUDA is not available on this machine")
+    return device
+
+
+def build_dataset(config: Config, split: str, *, augment: bool | None = None) -> Dataset:
+    """The configured data set for ``split``.
+
+    ``augment`` is passed only to data sets that take it (real photographs do; generated
+    sets are varied by construction), so the push set can be the unaugmented training set.
+    """
+    cls = getattr(data, config.data.dataset)
+    kwargs = dict(config.data.options)
+    parameters = inspect.signature(cls).parameters
+    if augment is not None and "augment" in parameters:
+        kwargs["augment"] = augment
+    if "seed" in parameters and "seed" not in kwargs:
+        kwargs["seed"] = config.seed
+    return cls(root=config.data.root, split=split, **kwargs)
+
+
+@dataclass
+class RunData:
+    """The four views of the data a training run uses."""
+
+    train: Dataset
+    push: Dataset
+    val: Dataset
+    test: Dataset
+
+    @property
+    def num_classes(self) -> int:
+        return self.train.num_classes
+
+    @property
+    def image_size(self) -> int:
+        """The side of the (square) images."""
+        return int(self.train[0]["image"].shape[-1])
+
+
+def build_run_data(config: Config) -> RunData:
+    """Training (augmented), push (unaugmented training), validation and test sets."""
+    return RunData(
+        train=build_dataset(config, "train", augment=True),
+        push=build_dataset(config, "train", augment=False),
+        val=build_dataset(config, "val", augment=False),
+        test=build_dataset(config, "test", augment=False),
+    )
+
+
+def make_loader(dataset: Dataset, batch_size: int, config: Config, *,
+                shuffle_seed: int | None = None) -> DataLoader:
+    """A loader with the project's collate; ``shuffle_seed`` makes the order reproducible."""
+    generator = None
+    if shuffle_seed is not None:
+        generator = torch.Generator().manual_seed(shuffle_seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle_seed is not None,
+                      generator=generator, collate_fn=collate,
+                      num_workers=config.data.num_workers)
+
+
+def build_model(config: Config, num_classes: int, image_size: int, *,
+                load_pretrained: bool = True) -> ProtoPNet:
+    """A ProtoPNet as the config describes it, for square images of side ``image_size``.
+
+    Backbone weights come from ``model.pretrained`` when ``load_pretrained``; a model about to
+    receive a checkpoint's state dict skips that.
+    """
+    model = config.model
+    return ProtoPNet(
+        backbone=model.backbone,
+        num_classes=num_classes,
+        prototypes_per_class=model.prototypes_per_class,
+        prototype_dim=model.prototype_dim,
+        add_on=model.add_on,
+        activation=model.activation,
+        incorrect_class_connection=model.incorrect_class_connection,
+        mean=tuple(model.mean),
+        std=tuple(model.std),
+        image_size=image_size,
+        pretrained=model.pretrained if load_pretrained else None,
+        backbone_options=model.backbone_options,
+    )

@@ -1,0 +1,88 @@
+"""The main job: train → evaluate → localize prototypes → run directory.
+
+A run directory holds (DESIGN.md): ``config.yaml``, ``checkpoint.pt``, ``metrics.json``,
+``projection.json``, one PNG per prototype under ``prototypes/``, ``report.html`` and
+``train.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from protoexplain.checkpoint import atomic_write_json
+from protoexplain.config import Config
+from protoexplain.evaluation import classification_metrics
+from protoexplain.factory import build_dataset
+from protoexplain.projection import localize_records, projection_json
+from protoexplain.report import class_names_of, write_html_report, write_prototype_pictures
+from protoexplain.run_dir import LoadedRun, load_run
+from protoexplain.training_run import train
+
+log = logging.getLogger("protoexplain")
+
+
+def localization_methods(config: Config) -> dict[str, dict[str, Any]]:
+    """``upsample`` (the original's picture) beside the configured push method."""
+    methods: dict[str, dict[str, Any]] = {"upsample": {}}
+    methods[config.localization.push_method] = dict(config.localization.push_options)
+    return methods
+
+
+def write_projection(run: LoadedRun, *, progress: bool = True) -> list[dict[str, Any]]:
+    """Localize every projected prototype, write its picture and ``projection.json``."""
+    config = run.config
+    push_set = build_dataset(config, "train", augment=False)
+    localizations = localize_records(run.model, push_set, run.records,
+                                     localization_methods(config),
+                                     batch_size=config.data.eval_batch_size,
+                                     device=run.device, progress=progress)
+    class_names = class_names_of(push_set)
+    pictures = write_prototype_pictures(run.path, push_set, run.records, localizations,
+                                        class_names, progress=progress)
+    rows = projection_json(run.records, localizations, class_names, pictures)
+    atomic_write_json(run.path / "projection.json", rows)
+    return rows
+
+
+def evaluate_run(run: LoadedRun, *, progress: bool = True) -> dict[str, Any]:
+    """Test-set metrics of a run's selected model, merged into ``metrics.json``."""
+    metrics_path = run.path / "metrics.json"
+    metrics: dict[str, Any] = {}
+    if metrics_path.exists():
+        metrics = json.loads(metrics_path.read_text())
+    test_set = build_dataset(run.config, "test", augment=False)
+    metrics.update(classification_metrics(run.model, test_set, run.config, run.device,
+                                          progress=progress))
+    atomic_write_json(metrics_path, metrics)
+    return metrics
+
+
+def train_and_report(config: Config, run_dir: str | Path, *, resume: bool = False,
+                     progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) a run, then evaluate it and write every output file."""
+    run_dir = Path(run_dir)
+    started = time.perf_counter()
+    result = train(config, run_dir, resume=resume, progress=progress)
+    training_seconds = time.perf_counter() - started
+    atomic_write_json(run_dir / "history.json", result.history)
+    atomic_write_json(run_dir / "metrics.json", {
+        "val_accuracy": result.best_val_accuracy,
+        "selected_stage": result.best_stage,
+        "training_seconds": round(training_seconds, 1),
+        "num_prototypes": len(result.records),
+        "device": str(next(result.model.parameters()).device),
+        "torch_threads": torch.get_num_threads(),
+    })
+    run = load_run(run_dir)
+    metrics = evaluate_run(run, progress=progress)
+    projection = write_projection(run, progress=progress)
+    write_html_report(run_dir, f"protoexplain run {run_dir.name}", metrics, projection)
+    log.info("test accuracy %.4f (validation %.4f, selected stage %d); run directory %s",
+             metrics["test_accuracy"], result.best_val_accuracy, result.best_stage + 1, run_dir)
+    return metrics

@@ -1,0 +1,198 @@
+"""A training run: the ProtoPNet phase schedule with checkpoints, resume and model selection.
+
+The stages come from :func:`prototypes.training.plan_schedule` (warm-up, joint, push, last
+layer, as the original ``main.py``). After every stage the whole training state is written
+atomically to ``checkpoint.pt``, so an interrupted run continues with ``--resume`` and ends
+exactly where an uninterrupted one would: each stage shuffles with a generator seeded from
+(seed, stage index), and the global RNG state is saved too.
+
+Model selection uses the validation split only, and only among projected models (right after
+a push and during the last-layer epochs that follow it), whose prototypes are real patches.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from protoexplain.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from protoexplain.config import Config, save_config
+from protoexplain.config_schema import to_dict
+from protoexplain.factory import build_model, build_run_data, make_loader, resolve_device
+from prototypes import ProjectionRecord, push
+from prototypes.training import (
+    LearningRates,
+    LossCoefficients,
+    NonFiniteLossError,
+    build_optimizer,
+    plan_schedule,
+    run_epoch,
+    set_phase,
+)
+
+log = logging.getLogger("protoexplain")
+
+PROJECTED_STAGES = ("push", "last_layer")
+
+
+class TrainingStopped(RuntimeError):
+    """Training stopped on a non-finite loss; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainingResult:
+    """What a finished run hands to evaluation."""
+
+    model: torch.nn.Module
+    records: list[ProjectionRecord]
+    history: list[dict[str, Any]]
+    best_stage: int
+    best_val_accuracy: float
+
+
+def learning_rates(config: Config) -> LearningRates:
+    lr = config.training.learning_rates
+    return LearningRates(**to_dict(lr))
+
+
+def loss_coefficients(config: Config) -> LossCoefficients:
+    return LossCoefficients(**to_dict(config.training.loss))
+
+
+def _stage_seed(seed: int, stage_index: int) -> int:
+    return seed * 1_000_003 + stage_index
+
+
+def _format_stage(stage, total: int, stats: dict[str, float], val: dict[str, float],
+                  seconds: float) -> str:
+    parts = [f"stage {stage.index + 1:>3}/{total} {stage.kind:<10} epoch {stage.epoch:>3}"]
+    if "loss" in stats:
+        terms = " ".join(f"{k} {stats[k]:.3f}" for k in
+                         ("cross_entropy", "cluster", "separation", "l1") if k in stats)
+        parts.append(f"loss {stats['loss']:.3f} ({terms})")
+        parts.append(f"train acc {stats['accuracy']:.3f}")
+    if "mean_distance" in stats:
+        parts.append(f"pushed, mean distance {stats['mean_distance']:.4f}")
+    parts.append(f"val acc {val['accuracy']:.3f}")
+    parts.append(f"{seconds:.1f} s")
+    return " | ".join(parts)
+
+
+def train(config: Config, run_dir: str | Path, *, resume: bool = False,
+          progress: bool = True) -> TrainingResult:
+    """Train, push and select a ProtoPNet as ``config`` says, writing into ``run_dir``.
+
+    Raises :class:`TrainingStopped` (naming the stage and step) when a loss is not finite;
+    ``checkpoint.pt`` then still holds the last completed stage.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+
+    data = build_run_data(config)
+    model = build_model(config, data.num_classes, data.image_size).to(device)
+    training = config.training
+    stages = plan_schedule(epochs=training.epochs, warm_epochs=training.warm_epochs,
+                           push_start=training.push_start, push_every=training.push_every,
+                           last_layer_epochs=training.last_layer_epochs,
+                           final_push=training.final_push)
+    lrs = learning_rates(config)
+    coefs = loss_coefficients(config)
+    optimizers = {phase: build_optimizer(model, phase, lrs)
+                  for phase in ("warm", "joint", "last_layer")}
+
+    state: dict[str, Any] = {"next_stage": 0, "history": [], "records": [],
+                             "best": None}
+    if resume and checkpoint_path.exists():
+        saved = load_checkpoint(checkpoint_path, map_location=device)
+        training_state = saved["training_state"]
+        model.load_state_dict(training_state["model"])
+        for phase, optimizer in optimizers.items():
+            optimizer.load_state_dict(training_state["optimizers"][phase])
+        torch.set_rng_state(training_state["rng"])
+        state = {key: training_state[key] for key in ("next_stage", "history", "records", "best")}
+        log.info("resuming %s at stage %d/%d", run_dir, state["next_stage"] + 1, len(stages))
+    else:
+        save_config(config, run_dir / "config.yaml")
+
+    val_loader = make_loader(data.val, config.data.eval_batch_size, config)
+    push_loader = make_loader(data.push, config.data.eval_batch_size, config)
+    stage_bar = tqdm(total=len(stages), initial=state["next_stage"], desc="training",
+                     unit="stage", disable=not progress)
+    for stage in stages[state["next_stage"]:]:
+        started = time.perf_counter()
+        if stage.kind == "push":
+            records = push(model, push_loader, progress=progress)
+            state["records"] = [record.to_dict() for record in records]
+            distances = [record.distance for record in records]
+            stats = {"mean_distance": sum(distances) / len(distances)}
+        else:
+            set_phase(model, stage.kind)
+            loader = make_loader(data.train, config.data.batch_size, config,
+                                 shuffle_seed=_stage_seed(config.seed, stage.index))
+            try:
+                stats = run_epoch(model, loader, optimizers[stage.kind].optimizer, coefs,
+                                  train=True, device=device, progress=progress,
+                                  epoch=stage.epoch)
+            except NonFiniteLossError as error:
+                stage_bar.close()
+                raise TrainingStopped(
+                    f"{error}; training stopped in stage {stage.index + 1} ({stage.kind}, "
+                    f"epoch {stage.epoch}); the last good checkpoint is {checkpoint_path}"
+                ) from error
+            optimizers[stage.kind].after_epoch()
+        val = run_epoch(model, val_loader, None, coefs, train=False, device=device,
+                        progress=False)
+        seconds = time.perf_counter() - started
+        entry = {"stage": stage.index, "kind": stage.kind, "epoch": stage.epoch,
+                 "seconds": round(seconds, 3),
+                 **{f"train_{k}": v for k, v in stats.items()},
+                 **{f"val_{k}": v for k, v in val.items()}}
+        state["history"].append(entry)
+        log.info(_format_stage(stage, len(stages), stats, val, seconds))
+        if stage.kind in PROJECTED_STAGES and (
+                state["best"] is None or val["accuracy"] > state["best"]["val_accuracy"]):
+            state["best"] = {"stage": stage.index, "val_accuracy": val["accuracy"],
+                             "model": copy.deepcopy(model.state_dict()),
+                             "records": list(state["records"])}
+        state["next_stage"] = stage.index + 1
+        save_checkpoint(checkpoint_path, _checkpoint_payload(config, model, optimizers, state))
+        stage_bar.update(1)
+    stage_bar.close()
+
+    best = state["best"]
+    if best is None:
+        raise TrainingStopped("the schedule has no push stage, so there is no projected model "
+                              "to select; set training.push_start <= training.epochs")
+    model.load_state_dict(best["model"])
+    records = [ProjectionRecord.from_dict(record) for record in best["records"]]
+    return TrainingResult(model=model, records=records, history=state["history"],
+                          best_stage=best["stage"], best_val_accuracy=best["val_accuracy"])
+
+
+def _checkpoint_payload(config: Config, model: torch.nn.Module, optimizers: dict,
+                        state: dict[str, Any]) -> dict[str, Any]:
+    """The selected model for evaluation plus everything needed to resume."""
+    best = state["best"]
+    return {
+        "config": to_dict(config),
+        "image_size": int(model.image_size[0]),
+        "model": best["model"] if best else model.state_dict(),
+        "records": best["records"] if best else state["records"],
+        "selected_stage": best["stage"] if best else None,
+        "training_state": {
+            "model": model.state_dict(),
+            "optimizers": {phase: opt.state_dict() for phase, opt in optimizers.items()},
+            "rng": torch.get_rng_state(),
+            **state,
+        },
+    }

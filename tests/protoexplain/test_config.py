@@ -1,0 +1,93 @@
+"""The config loader: defaults, overrides and errors that name the key and the file."""
+
+import pytest
+
+from protoexplain.config import Config, ConfigError, load_config, parse_override, save_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_follow_the_original_protopnet_settings():
+    config = Config()
+    assert config.training.loss.cluster == 0.8
+    assert config.training.loss.separation == -0.08
+    assert config.training.loss.l1 == 1e-4
+    assert config.training.learning_rates.joint_features == 1e-4
+    assert config.training.learning_rates.joint_prototypes == 3e-3
+    assert config.training.learning_rates.last_layer == 1e-4
+    assert (config.training.warm_epochs, config.training.push_start) == (5, 10)
+    assert config.model.incorrect_class_connection == -0.5
+
+
+def test_file_values_override_defaults_and_keep_the_rest(tmp_path):
+    path = write(tmp_path, "seed: 3\ntraining:\n  epochs: 12\n  loss: {cluster: 0.5}\n")
+    config = load_config(path)
+    assert config.seed == 3
+    assert config.training.epochs == 12
+    assert config.training.loss.cluster == 0.5
+    assert config.training.loss.separation == -0.08
+
+
+def test_unknown_key_names_the_dotted_key_and_the_file(tmp_path):
+    path = write(tmp_path, "training:\n  loss:\n    clustr: 0.5\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert "training.loss.clustr" in message
+    assert str(path) in message
+    assert "did you mean 'cluster'" in message
+
+
+def test_wrong_type_is_an_error_naming_the_key(tmp_path):
+    path = write(tmp_path, "training:\n  epochs: ten\n")
+    with pytest.raises(ConfigError, match="'training.epochs'.*expected an integer"):
+        load_config(path)
+
+
+def test_literal_choices_are_checked(tmp_path):
+    path = write(tmp_path, "model:\n  add_on: fancy\n")
+    with pytest.raises(ConfigError, match="'model.add_on'.*'regular', 'bottleneck'"):
+        load_config(path)
+
+
+def test_set_overrides_parse_yaml_values_and_reject_unknown_keys(tmp_path):
+    path = write(tmp_path, "training:\n  epochs: 12\n")
+    config = load_config(path, ["training.epochs=3", "model.backbone=resnet18",
+                                "localization.evaluation_methods=[upsample, hdm]"])
+    assert config.training.epochs == 3
+    assert config.model.backbone == "resnet18"
+    assert config.localization.evaluation_methods == ["upsample", "hdm"]
+    with pytest.raises(ConfigError, match="training.epoch'"):
+        load_config(path, ["training.epoch=3"])
+
+
+def test_override_without_equals_sign_is_rejected():
+    with pytest.raises(ConfigError, match="key.path=value"):
+        parse_override("training.epochs")
+
+
+def test_data_set_options_are_checked_against_the_constructor(tmp_path):
+    path = write(tmp_path, "data:\n  dataset: SyntheticParts\n  options: {imag_size: 32}\n")
+    with pytest.raises(ConfigError, match="data.options.imag_size"):
+        load_config(path)
+    path = write(tmp_path, "data:\n  dataset: NoSuchSet\n")
+    with pytest.raises(ConfigError, match="unknown data set 'NoSuchSet'"):
+        load_config(path)
+
+
+def test_missing_or_malformed_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.yaml")
+    path = write(tmp_path, "training: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_saved_config_loads_back_identically(tmp_path):
+    config = load_config(None, ["training.epochs=7", "model.prototype_dim=32"])
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config
