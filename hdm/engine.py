@@ -1,0 +1,219 @@
+"""The batched mask optimiser shared by every mask-learning method (MDM, HDM, NeuroMask).
+
+For a batch of ``B`` (image, target) pairs and ``S`` mask grids, all ``B * S`` masks live
+in **one** parameter tensor and are optimised together; each step runs the model once on
+the ``S * B`` masked images::
+
+    w_s (B, h_s, w_s) --constraint--> m_s in [0, 1] --bilinear--> M_s (B, H, W)
+    M = transform(stack_s M_s)                       (S, B, H, W)
+    x_masked = baseline + M * (x - baseline)          (S * B, C, H, W)
+    loss = sum_{s, b} fidelity_weight * fidelity(model(x_masked)[s, b], s0[b])
+                      + sum_r reg_r(w_s[b], m_s[b])
+
+The loss is a sum of per-(scale, sample) terms and the optimisers act element-wise, so
+each mask evolves exactly as if it were optimised alone (up to floating-point rounding).
+Gradients are taken with respect to the mask parameters only; the model is expected to
+be frozen (:func:`hdm.hooks.explaining`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from hdm.constraints import Constraint, Sigmoid
+from hdm.fidelity import Fidelity
+from hdm.maps import resize_maps
+from hdm.optimizers import make_optimizer
+from hdm.perturbation import blend
+from hdm.regularizers import Regularizer
+from hdm.targets import Target
+
+GridSize = int | tuple[int, int] | None
+"""A mask grid: ``n`` (n x n cells), ``(h, w)``, or ``None`` for the full image resolution."""
+
+
+def grid_shape(size: GridSize, image_size: tuple[int, int]) -> tuple[int, int]:
+    """Cells ``(h, w)`` of a grid, capped at the image size."""
+    if size is None:
+        return image_size
+    h, w = (size, size) if isinstance(size, int) else size
+    if h < 1 or w < 1:
+        raise ValueError(f"mask grid sizes must be positive, got {size}")
+    return min(h, image_size[0]), min(w, image_size[1])
+
+
+@dataclass
+class MaskResult:
+    """Outcome of one optimisation.
+
+    Attributes:
+        masks: ``(S, B, H, W)`` constrained masks upsampled to the image, before ``transform``.
+        effective: ``(S, B, H, W)`` the masks actually applied to the image (after ``transform``).
+        grids: per scale, the constrained mask values on the grid ``(B, h_s, w_s)``.
+        scores: ``(S, B)`` the target's score on the final masked images.
+    """
+
+    masks: Tensor
+    effective: Tensor
+    grids: list[Tensor]
+    scores: Tensor
+
+
+@dataclass
+class MaskOptimizer:
+    """Pluggable batched mask optimisation.
+
+    Attributes:
+        grid_sizes: one entry per mask scale (see :data:`GridSize`).
+        steps: optimisation steps.
+        constraint: parameters -> mask values (:class:`~hdm.constraints.Sigmoid`, ``Clamp``).
+        init: a mask value in (0, 1) for every cell, or ``(low, high)`` to draw the raw
+            parameters uniformly (NeuroMask draws them in [-10, 10]); the random field is
+            drawn once per grid and shared by the batch.
+        fidelity: the score-keeping term.
+        fidelity_weight: its weight.
+        regularizers: penalties on each grid (see :mod:`hdm.regularizers`).
+        optimizer: ``"adam"``, ``"sgd"``, ``"rmsprop"`` or ``"rmsprop_tf"``.
+        lr: learning rate.
+        optimizer_options: extra keyword arguments for the optimiser.
+        mixed_precision: run the model under bfloat16 autocast on CUDA (masks, losses and
+            the optimiser stay in the images' dtype); ignored on other devices.
+    """
+
+    grid_sizes: Sequence[GridSize]
+    steps: int = 100
+    constraint: Constraint = field(default_factory=Sigmoid)
+    init: float | tuple[float, float] = 0.5
+    fidelity: Fidelity = field(default_factory=Fidelity)
+    fidelity_weight: float = 1.0
+    regularizers: Sequence[Regularizer] = ()
+    optimizer: str = "adam"
+    lr: float = 0.1
+    optimizer_options: Mapping[str, Any] = field(default_factory=dict)
+    mixed_precision: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.grid_sizes) == 0:
+            raise ValueError("grid_sizes must list at least one mask grid")
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+
+    def run(
+        self,
+        model: Callable[[Tensor], Any],
+        images: Tensor,
+        baseline: Tensor,
+        target: Target,
+        reference: Tensor,
+        *,
+        baseline_score: Tensor | None = None,
+        transform: Callable[[Tensor], Tensor] | None = None,
+        init_masks: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+        description: str = "masks",
+    ) -> MaskResult:
+        """Optimise the masks of every (image, target) pair and every grid at once.
+
+        Args:
+            model: frozen model, images -> output.
+            images: ``(B, C, H, W)``.
+            baseline: ``(B, C, H, W)`` what masked-out pixels become.
+            target: the scores to keep.
+            reference: ``(B,)`` the score to keep (``fidelity`` ``abs``/``squared``).
+            baseline_score: ``(B,)`` the score of ``baseline``, for ``"evidence"``
+                normalisation; computed here when needed and not given.
+            transform: maps stacked masks ``(S, B, H, W)`` to the masks applied (HDM guidance).
+            init_masks: ``(B, H, W)`` initial mask values in [0, 1], averaged onto every grid
+                (overrides ``init``).
+            generator: random source for a ``(low, high)`` ``init``.
+            progress: show a tqdm bar over steps.
+            description: the bar's label.
+        """
+        batch, _, height, width = images.shape
+        shapes = [grid_shape(size, (height, width)) for size in self.grid_sizes]
+        counts = [batch * h * w for h, w in shapes]
+        parameters = self._initial_parameters(images, shapes, counts, init_masks, generator)
+        optimizer = make_optimizer(self.optimizer, [parameters], self.lr, self.optimizer_options)
+        use_autocast = self.mixed_precision and images.device.type == "cuda"
+        repeats = len(shapes)
+        if baseline_score is None and self.fidelity.needs_baseline_score:
+            with torch.no_grad():
+                baseline_score = target.score(model(baseline))
+
+        def forward() -> tuple[Tensor, Tensor, list[Tensor], list[Tensor], Any]:
+            grids = [
+                p.view(batch, h, w)
+                for p, (h, w) in zip(parameters.split(counts), shapes, strict=True)
+            ]
+            values = [self.constraint(g) for g in grids]
+            masks = torch.stack([resize_maps(v, (height, width)) for v in values])
+            effective = transform(masks) if transform is not None else masks
+            with torch.autocast(
+                device_type=images.device.type, dtype=torch.bfloat16, enabled=use_autocast
+            ):
+                output = model(blend(images, baseline, effective))
+            return masks, effective, grids, values, output
+
+        for _ in tqdm(range(self.steps), desc=description, disable=not progress, leave=False):
+            with torch.enable_grad():
+                _, _, grids, values, output = forward()
+                loss = (
+                    self.fidelity_weight
+                    * self.fidelity(target, output, reference, baseline_score, repeats).sum()
+                )
+                for grid, value in zip(grids, values, strict=True):
+                    for regularizer in self.regularizers:
+                        loss = loss + regularizer(grid, value).sum()
+                (parameters.grad,) = torch.autograd.grad(loss, parameters)
+            optimizer.step()
+            with torch.no_grad():
+                self.constraint.project_(parameters)
+
+        with torch.no_grad():
+            masks, effective, _, values, output = forward()
+        scores = target.score(output, repeats).view(repeats, batch)
+        return MaskResult(
+            masks=masks, effective=effective, grids=values, scores=scores.to(images.dtype)
+        )
+
+    def _initial_parameters(
+        self,
+        images: Tensor,
+        shapes: list[tuple[int, int]],
+        counts: list[int],
+        init_masks: Tensor | None,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        dtype, device = images.dtype, images.device
+        if init_masks is not None:
+            values = [
+                F.adaptive_avg_pool2d(init_masks[:, None].to(dtype), shape).flatten()
+                for shape in shapes
+            ]
+            parameters = self.constraint.inverse(torch.cat(values))
+        elif isinstance(self.init, tuple):
+            # One random field per grid, shared by the whole batch, so that a sample's
+            # masks do not depend on which other samples are explained with it.
+            low, high = self.init
+            source = generator.device if generator is not None else device
+            fields = [
+                torch.rand(1, h * w, generator=generator, dtype=dtype, device=source)
+                for h, w in shapes
+            ]
+            draw = torch.cat([f.expand(len(images), -1).flatten() for f in fields]).to(device)
+            parameters = low + (high - low) * draw
+        else:
+            if not 0 < self.init < 1:
+                raise ValueError(f"init mask value must lie in (0, 1), got {self.init}")
+            parameters = self.constraint.inverse(
+                torch.full((sum(counts),), float(self.init), dtype=dtype, device=device)
+            )
+        return parameters.detach().clone().requires_grad_(True)

@@ -1,0 +1,68 @@
+"""Fidelity terms: how much the masked image must keep the target's score."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from hdm.targets import Target
+
+FIDELITIES = ("abs", "squared", "cross_entropy")
+NORMALIZATIONS = ("none", "reference", "evidence")
+
+
+class Fidelity:
+    """Per-sample loss that is small when the masked image keeps the target's score.
+
+    Kinds (``s``: score of the masked image, ``s0``: score of the reference image):
+
+    - ``"abs"``: ``|s - s0| / z`` (MDM's "activation consistency").
+    - ``"squared"``: ``((s - s0) / z)^2``.
+    - ``"cross_entropy"``: ``-log p(target | masked image)``, NeuroMask's
+      prediction-preserving loss (see :meth:`hdm.targets.Target.log_probability` for
+      callable targets); it uses neither ``s0`` nor ``z``.
+
+    Args:
+        kind: one of the kinds above.
+        normalize: the unit ``z``: ``"none"`` (``z = 1``, the score's own units),
+            ``"reference"`` (``z = |s0|``) or ``"evidence"`` (``z = |s0 - s_b|`` with ``s_b``
+            the score of the baseline image, i.e. the share of the evidence that masking
+            removes; unlike ``|s0|`` it does not blow up for scores near zero). Normalised
+            losses make the regulariser weights independent of the model's score scale.
+    """
+
+    def __init__(self, kind: str = "abs", normalize: str = "none") -> None:
+        if kind not in FIDELITIES:
+            raise ValueError(f"fidelity must be one of {FIDELITIES}, got {kind!r}")
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(
+                f"fidelity normalization must be one of {NORMALIZATIONS}, got {normalize!r}"
+            )
+        self.kind = kind
+        self.normalize = normalize
+
+    @property
+    def needs_baseline_score(self) -> bool:
+        """Whether :meth:`__call__` needs the baseline image's score ``s_b``."""
+        return self.kind != "cross_entropy" and self.normalize == "evidence"
+
+    def __call__(
+        self,
+        target: Target,
+        output: Any,
+        reference: Tensor,
+        baseline_score: Tensor | None,
+        repeats: int,
+    ) -> Tensor:
+        """Loss ``(repeats * B,)``; ``reference`` and ``baseline_score`` are ``(B,)``."""
+        if self.kind == "cross_entropy":
+            return -target.log_probability(output, repeats)
+        difference = target.score(output, repeats).float() - reference.float().repeat(repeats)
+        if self.normalize == "reference":
+            difference = difference / reference.float().abs().clamp_min(1e-6).repeat(repeats)
+        elif self.normalize == "evidence":
+            assert baseline_score is not None
+            evidence = (reference.float() - baseline_score.float()).abs().clamp_min(1e-6)
+            difference = difference / evidence.repeat(repeats)
+        return difference.abs() if self.kind == "abs" else difference.pow(2)

@@ -1,0 +1,131 @@
+"""MDM: Multiple Dynamic Masks (Peng, Yang, Liu & He, arXiv:2207.08046, 2022).
+
+Only the abstract is public. It says: mask vectors of *different sizes* are trained
+under two constraints, *small mask values* and *activation consistency* (the masked image
+keeps the target's activation), and the CAM *stacks* the masks of all scales. Here:
+
+- every scale ``s`` is a grid of ``grid_sizes[s]`` cells, ``m_s = sigmoid(w_s / T)``
+  (or clamped), bilinearly upsampled to the image;
+- per sample and scale the loss is
+  ``fidelity_weight * |f(x_s) - f(x)| / |f(x) - f(b)| + area_weight * mean(m_s)
+  + tv_weight * TV(m_s)`` with ``x_s = m_s * x + (1 - m_s) * b`` and ``b`` the baseline;
+- the map is the mean (or geometric mean) of the upsampled masks over scales.
+
+All scales and samples are optimised together by :class:`hdm.engine.MaskOptimizer`.
+Defaults were chosen by ``benchmarks/hdm_defaults.py`` (see its JSON results).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import Tensor
+
+from hdm.base import Explainer
+from hdm.constraints import make_constraint
+from hdm.engine import GridSize, MaskOptimizer
+from hdm.fidelity import Fidelity
+from hdm.perturbation import BASELINES, make_baseline
+from hdm.regularizers import MaskArea, TotalVariation
+from hdm.targets import Target
+
+STACKINGS = ("mean", "product")
+
+
+def stack_masks(masks: Tensor, stacking: str) -> Tensor:
+    """Combine ``(S, B, H, W)`` masks into ``(B, H, W)``: arithmetic or geometric mean."""
+    if stacking == "mean":
+        return masks.mean(dim=0)
+    if stacking == "product":
+        return masks.clamp_min(1e-12).log().mean(dim=0).exp()
+    raise ValueError(f"stacking must be one of {STACKINGS}, got {stacking!r}")
+
+
+class MDM(Explainer):
+    """Multi-scale masks trained to keep the target's score with small values, then stacked.
+
+    Args:
+        model: images -> output.
+        grid_sizes: the mask scales, each ``n`` (n x n cells), ``(h, w)`` or ``None`` (full
+            resolution).
+        steps: optimisation steps (all scales together).
+        lr: learning rate.
+        optimizer: ``"adam"``, ``"sgd"``, ``"rmsprop"`` or ``"rmsprop_tf"``.
+        constraint: ``"sigmoid"`` (``m = sigmoid(w / temperature)``) or ``"clamp"``.
+        temperature: sigmoid temperature.
+        init: initial mask value of every cell.
+        baseline: what masked-out pixels become: ``"zero"``, ``"mean"`` or ``"blur"``.
+        blur_sigma: Gaussian sigma in pixels for the ``"blur"`` baseline.
+        fidelity: ``"abs"``, ``"squared"`` or ``"cross_entropy"`` (:class:`hdm.fidelity.Fidelity`).
+        fidelity_normalization: unit of the score difference: ``"none"``, ``"reference"``
+            (the unmasked score) or ``"evidence"`` (unmasked minus baseline score).
+        fidelity_weight: weight of the activation-consistency term.
+        area_weight: weight of the mean mask value (small-mask constraint).
+        tv_weight: weight of the total variation of each grid.
+        tv_beta: exponent of the total variation.
+        stacking: ``"mean"`` or ``"product"`` (geometric mean) over scales.
+        mixed_precision: bfloat16 autocast of the model on CUDA.
+        progress: tqdm bar over steps.
+    """
+
+    def __init__(
+        self,
+        model: Callable[[Tensor], Any],
+        *,
+        grid_sizes: Sequence[GridSize] = (4, 8, 16),
+        steps: int = 100,
+        lr: float = 0.1,
+        optimizer: str = "adam",
+        constraint: str = "sigmoid",
+        temperature: float = 1.0,
+        init: float = 0.5,
+        baseline: str = "zero",
+        blur_sigma: float = 10.0,
+        fidelity: str = "abs",
+        fidelity_normalization: str = "evidence",
+        fidelity_weight: float = 1.0,
+        area_weight: float = 1.0,
+        tv_weight: float = 0.0,
+        tv_beta: float = 1.0,
+        stacking: str = "mean",
+        mixed_precision: bool = False,
+        progress: bool = False,
+    ) -> None:
+        super().__init__(model, progress=progress)
+        if stacking not in STACKINGS:
+            raise ValueError(f"stacking must be one of {STACKINGS}, got {stacking!r}")
+        if baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+        regularizers = [MaskArea(area_weight)]
+        if tv_weight:
+            regularizers.append(TotalVariation(tv_weight, tv_beta))
+        self.optimization = MaskOptimizer(
+            grid_sizes=tuple(grid_sizes),
+            steps=steps,
+            constraint=make_constraint(constraint, temperature),
+            init=init,
+            fidelity=Fidelity(fidelity, normalize=fidelity_normalization),
+            fidelity_weight=fidelity_weight,
+            regularizers=regularizers,
+            optimizer=optimizer,
+            lr=lr,
+            mixed_precision=mixed_precision,
+        )
+        self.baseline = baseline
+        self.blur_sigma = blur_sigma
+        self.stacking = stacking
+
+    def explain(self, images: Tensor, target: Target) -> Tensor:
+        baseline = make_baseline(images, self.baseline, self.blur_sigma)
+        reference = self.reference_scores(images, target)
+        result = self.optimization.run(
+            self.model,
+            images,
+            baseline,
+            target,
+            reference,
+            progress=self.progress,
+            description="MDM",
+        )
+        return stack_masks(result.masks, self.stacking)

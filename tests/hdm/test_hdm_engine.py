@@ -1,0 +1,175 @@
+"""The engine's parts: constraints, regularisers, perturbation, optimisers, maps, layers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hdm
+from hdm.constraints import Clamp, Sigmoid
+from hdm.engine import MaskOptimizer, grid_shape
+from hdm.fidelity import Fidelity
+from hdm.hooks import explaining
+from hdm.layers import block_ends, last_convolution, resolve_layers
+from hdm.maps import normalize_maps, otsu_thresholds
+from hdm.optimizers import TFRMSprop
+from hdm.perturbation import blend, gaussian_blur, make_baseline
+from hdm.regularizers import LaplacianSmoothness, MaskArea, ParameterSparsity, TotalVariation
+from hdm.targets import Target
+from tests.hdm.hdm_models import RegionModel
+
+
+def test_sigmoid_constraint_inverts_and_respects_temperature():
+    constraint = Sigmoid(temperature=0.3)
+    masks = torch.tensor([0.1, 0.5, 0.9])
+    torch.testing.assert_close(constraint(constraint.inverse(masks)), masks)
+    torch.testing.assert_close(constraint(torch.tensor([0.3])), torch.tensor([1.0]).sigmoid())
+
+
+def test_clamp_constraint_projects_parameters_into_unit_interval():
+    parameters = torch.tensor([-0.5, 0.25, 1.5])
+    Clamp().project_(parameters)
+    assert parameters.tolist() == [0.0, 0.25, 1.0]
+
+
+def test_regularisers_match_hand_computation():
+    grid = torch.tensor([[[0.0, 1.0], [1.0, 1.0]]])
+    assert MaskArea(2.0)(grid, grid).item() == 1.5
+    # horizontal differences |1-0|, |1-1|; vertical |1-0|, |1-1|: means 0.5 + 0.5
+    assert TotalVariation(3.0)(grid, grid).item() == 3.0
+    spike = torch.zeros(1, 3, 3)
+    spike[0, 1, 1] = 1.0
+    assert LaplacianSmoothness(1.0, kernel_size=3)(spike, spike).item() == 64.0
+    assert LaplacianSmoothness(1.0, kernel_size=5)(spike, spike).item() == 0.0  # grid < kernel
+    assert LaplacianSmoothness(1.0, kernel_size=3)(torch.ones(1, 4, 4), spike).item() == 0.0
+    parameters = torch.tensor([[[-10.0, -8.0]]])
+    assert ParameterSparsity(0.5, offset=10.0)(parameters, parameters).item() == 0.5
+
+
+def test_tensorflow_rmsprop_starts_its_square_average_at_one():
+    weight = torch.tensor([1.0], requires_grad=True)
+    optimizer = TFRMSprop([weight], lr=0.1)
+    weight.grad = torch.tensor([2.0])
+    optimizer.step()
+    expected = 1.0 - 0.1 * 2.0 / (0.9 * 1.0 + 0.1 * 4.0 + 1e-10) ** 0.5
+    torch.testing.assert_close(weight.detach(), torch.tensor([expected]))
+
+
+def test_blend_keeps_image_where_mask_is_one_and_baseline_where_zero():
+    images = torch.rand(2, 3, 4, 4)
+    baseline = make_baseline(images, "mean")
+    masks = torch.zeros(2, 2, 4, 4)
+    masks[0] = 1.0
+    stacked = blend(images, baseline, masks)
+    assert stacked.shape == (4, 3, 4, 4)
+    torch.testing.assert_close(stacked[:2], images)
+    torch.testing.assert_close(stacked[2:], images.mean(dim=(2, 3), keepdim=True).expand_as(images))
+
+
+def test_blur_keeps_a_flat_image_flat_and_smooths_an_impulse():
+    flat = torch.full((1, 2, 9, 9), 0.3)
+    torch.testing.assert_close(gaussian_blur(flat, sigma=2.0), flat)
+    impulse = torch.zeros(1, 1, 9, 9)
+    impulse[..., 4, 4] = 1.0
+    blurred = gaussian_blur(impulse, sigma=1.0)
+    assert blurred[..., 4, 4].item() < 1.0 and blurred[..., 4, 5].item() > 0.0
+    torch.testing.assert_close(blurred.sum(), torch.tensor(1.0))
+
+
+def test_unknown_baseline_is_rejected():
+    with pytest.raises(ValueError, match="baseline"):
+        make_baseline(torch.rand(1, 3, 4, 4), "noise")
+
+
+def test_fidelity_normalisations():
+    target = Target(torch.tensor([0, 0]), batch_size=2, device=torch.device("cpu"))
+    output = torch.tensor([[1.0], [3.0]])
+    reference = torch.tensor([2.0, 2.0])
+    baseline_score = torch.tensor([0.0, 1.0])
+    loss = Fidelity("abs", "none")(target, output, reference, baseline_score, 1)
+    assert loss.tolist() == [1.0, 1.0]
+    loss = Fidelity("squared", "reference")(target, output, reference, baseline_score, 1)
+    assert loss.tolist() == [0.25, 0.25]
+    loss = Fidelity("abs", "evidence")(target, output, reference, baseline_score, 1)
+    assert loss.tolist() == [0.5, 1.0]
+
+
+def test_grid_sizes_are_capped_at_the_image_size():
+    assert grid_shape(None, (20, 30)) == (20, 30)
+    assert grid_shape(8, (20, 30)) == (8, 8)
+    assert grid_shape((40, 4), (20, 30)) == (20, 4)
+
+
+def test_engine_keeps_the_score_with_a_small_mask():
+    torch.manual_seed(0)
+    model = RegionModel()
+    images = torch.rand(2, 3, 32, 32)
+    target = Target(torch.tensor([0, 0]), batch_size=2, device=images.device)
+    reference = model(images)[:, 0].detach()
+    optimizer = MaskOptimizer(grid_sizes=(8, 16), steps=60, regularizers=[MaskArea(1.0)])
+    with explaining(model):
+        result = optimizer.run(model, images, torch.zeros_like(images), target, reference)
+    assert result.masks.shape == (2, 2, 32, 32) and len(result.grids) == 2
+    assert result.grids[0].shape == (2, 8, 8) and result.grids[1].shape == (2, 16, 16)
+    assert float(result.masks.mean()) < 0.3
+    assert bool(((result.scores - reference).abs() < 0.2 * reference).all())
+
+
+def test_random_initial_mask_is_shared_by_the_batch():
+    optimizer = MaskOptimizer(grid_sizes=(4,), steps=0, init=(-1.0, 1.0))
+    images = torch.rand(3, 3, 8, 8)
+    target = Target(lambda out: out.flatten(1).sum(dim=1), batch_size=3, device=images.device)
+    generator = torch.Generator().manual_seed(0)
+    result = optimizer.run(lambda x: x, images, images, target, torch.zeros(3), generator=generator)
+    assert torch.equal(result.grids[0][0], result.grids[0][2])
+
+
+def test_normalised_maps_span_the_unit_interval_and_flat_maps_vanish():
+    maps = torch.stack([torch.arange(4.0).view(2, 2), torch.full((2, 2), 7.0)])
+    normalised = normalize_maps(maps)
+    torch.testing.assert_close(normalised[0].flatten(), torch.tensor([0.0, 1 / 3, 2 / 3, 1.0]))
+    assert normalised[1].abs().sum().item() == 0.0
+
+
+def test_otsu_threshold_separates_two_modes():
+    values = torch.cat([torch.full((50,), 0.1), torch.full((50,), 0.9)]).view(1, 10, 10)
+    threshold = otsu_thresholds(values).item()
+    assert 0.1 < threshold < 0.9
+
+
+def test_block_ends_are_the_last_module_at_each_resolution(small_cnn):
+    images = torch.rand(1, 3, 32, 32)
+    features = small_cnn.features
+    assert block_ends(small_cnn, images) == [features[1], features[4], features]
+    assert last_convolution(small_cnn, images) is features[6]
+
+
+def test_layers_are_resolved_by_name_and_bad_names_are_reported(small_cnn):
+    assert resolve_layers(small_cnn, ["features.3"]) == [small_cnn.features[3]]
+    with pytest.raises(ValueError, match="no submodule named 'features.99'"):
+        hdm.GradCAM(small_cnn, layers=["features.99"])
+
+
+def test_gradcam_on_a_named_layer_and_sise_on_given_layers_run(small_cnn):
+    images = torch.rand(2, 3, 32, 32)
+    targets = torch.tensor([0, 1])
+    assert hdm.GradCAM(small_cnn, layers="features.3")(images, targets).shape == (2, 32, 32)
+    sise = hdm.SISE(small_cnn, layers=["features.1", "features.7"])
+    assert sise(images, targets).shape == (2, 32, 32)
+
+
+def test_hooks_are_removed_after_explaining_even_on_error(small_cnn):
+    images = torch.rand(2, 3, 32, 32)
+    hdm.SISE(small_cnn)(images, torch.tensor([0, 1]))
+    with pytest.raises(ValueError):
+        hdm.GradCAM(small_cnn)(images, torch.tensor([0, 9]))
+    assert all(not m._forward_hooks and not m._backward_hooks for m in small_cnn.modules())
+
+
+def test_hdm_stops_after_the_first_stage_when_no_evidence_remains(small_cnn):
+    images = torch.rand(2, 3, 32, 32)
+    targets = torch.tensor([0, 1])
+    options = {"benchmark_steps": 5, "auxiliary_steps": 5}
+    one_stage = hdm.HDM(small_cnn, stages=1, **options)(images, targets)
+    stopped = hdm.HDM(small_cnn, stages=3, stop_ratio=10.0, **options)(images, targets)
+    torch.testing.assert_close(one_stage, stopped)
