@@ -68,6 +68,11 @@ def _coerce(value: Any, annotation: Any, key: str, source: str | Path | None) ->
             raise ConfigError(f"'{key}'{_describe(source)}: expected a mapping, got {value!r}")
         return dict(value)
     if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads "3e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"'{key}'{_describe(source)}: expected a number, got {value!r}")
         return float(value)

@@ -29,14 +29,14 @@ def build_dataset(config: Config, split: str, *, augment: bool | None = None) ->
 
     ``augment`` is passed only to data sets that take it (real photographs do; generated
     sets are varied by construction), so the push set can be the unaugmented training set.
+    The data set's own ``seed`` option is left alone: training seeds vary the model, not
+    the data.
     """
     cls = getattr(data, config.data.dataset)
     kwargs = dict(config.data.options)
     parameters = inspect.signature(cls).parameters
     if augment is not None and "augment" in parameters:
         kwargs["augment"] = augment
-    if "seed" in parameters and "seed" not in kwargs:
-        kwargs["seed"] = config.seed
     return cls(root=config.data.root, split=split, **kwargs)
 
 

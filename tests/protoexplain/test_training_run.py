@@ -1,0 +1,135 @@
+"""Training runs end to end: run directory, resume equivalence, NaN losses, CLI errors."""
+
+import json
+
+import pytest
+import torch
+
+import protoexplain.factory
+import protoexplain.training_run
+from protoexplain.checkpoint import load_checkpoint
+from protoexplain.cli import main
+from protoexplain.config import load_config
+from protoexplain.pipeline import train_and_report
+from protoexplain.training_run import TrainingStopped, train
+
+TINY = [
+    "device=cpu",
+    "data.options={image_size: 32, num_classes: 3, num_samples: 24, clutter: 2}",
+    "data.batch_size=8",
+    "data.eval_batch_size=16",
+    "model.backbone=small_cnn",
+    "model.backbone_options={width: 4}",
+    "model.prototypes_per_class=2",
+    "model.prototype_dim=8",
+    "training.epochs=3",
+    "training.warm_epochs=1",
+    "training.push_start=2",
+    "training.push_every=2",
+    "training.last_layer_epochs=1",
+    "training.learning_rates.joint_features=1e-3",
+]
+
+
+def tiny_config(*extra):
+    return load_config(None, [*TINY, *extra])
+
+
+@pytest.mark.slow
+def test_run_directory_holds_every_contracted_file(tmp_path):
+    metrics = train_and_report(tiny_config(), tmp_path, progress=False)
+    for name in ("config.yaml", "checkpoint.pt", "metrics.json", "projection.json",
+                 "report.html", "history.json"):
+        assert (tmp_path / name).is_file(), name
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["test_accuracy"] == metrics["test_accuracy"]
+    assert 0.0 <= saved["test_accuracy"] <= 1.0
+    projection = json.loads((tmp_path / "projection.json").read_text())
+    assert [row["prototype"] for row in projection] == list(range(6))
+    for row in projection:
+        assert row["class_index"] == row["prototype"] // 2
+        assert set(row["localization"]) == {"upsample"}
+        y0, y1, x0, x1 = row["localization"]["upsample"]["box"]
+        assert 0 <= y0 < y1 <= 32 and 0 <= x0 < x1 <= 32
+        assert (tmp_path / row["picture"]).is_file()
+    checkpoint = load_checkpoint(tmp_path)
+    assert checkpoint["config"]["model"]["prototype_dim"] == 8
+    assert not any(isinstance(v, torch.nn.Module) for v in checkpoint.values())
+
+
+def _interrupt_after(monkeypatch, calls):
+    real = protoexplain.training_run.run_epoch
+    count = {"train": 0}
+
+    def run_epoch(*args, train, **kwargs):
+        if train:
+            count["train"] += 1
+            if count["train"] > calls:
+                raise KeyboardInterrupt
+        return real(*args, train=train, **kwargs)
+
+    monkeypatch.setattr(protoexplain.training_run, "run_epoch", run_epoch)
+
+
+@pytest.mark.slow
+def test_resume_after_an_interruption_ends_exactly_like_an_uninterrupted_run(tmp_path,
+                                                                             monkeypatch):
+    config = tiny_config()
+    reference = train(config, tmp_path / "straight", progress=False)
+
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, calls=2)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, tmp_path / "interrupted", progress=False)
+    assert load_checkpoint(tmp_path / "interrupted")["training_state"]["next_stage"] == 2
+    resumed = train(config, tmp_path / "interrupted", resume=True, progress=False)
+
+    assert resumed.best_stage == reference.best_stage
+    assert resumed.history == [
+        {**entry, "seconds": resumed.history[i]["seconds"]}
+        for i, entry in enumerate(reference.history)]
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    assert [r.to_dict() for r in resumed.records] == [r.to_dict() for r in reference.records]
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path,
+                                                                         monkeypatch):
+    real_collate = protoexplain.factory.collate
+    batches = {"count": 0}
+
+    def poisoned_collate(items):
+        batch = real_collate(items)
+        batches["count"] += 1
+        if batches["count"] > 5:  # after the warm stage: 3 training and 2 validation batches
+            batch["image"] = torch.full_like(batch["image"], float("nan"))
+        return batch
+
+    monkeypatch.setattr(protoexplain.factory, "collate", poisoned_collate)
+    with pytest.raises(TrainingStopped) as stopped:
+        train(tiny_config(), tmp_path, progress=False)
+    message = str(stopped.value)
+    assert "non-finite loss at step" in message
+    assert "stage 2 (joint" in message
+    assert str(tmp_path / "checkpoint.pt") in message
+    state = load_checkpoint(tmp_path)["training_state"]
+    assert state["next_stage"] == 1
+    assert all(torch.isfinite(t).all() for t in state["model"].values()
+               if t.is_floating_point())
+
+
+def test_cli_refuses_to_overwrite_a_run_and_names_bad_keys(tmp_path, capsys):
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    config = tmp_path / "run.yaml"
+    config.write_text("training:\n  epochs: 1\n")
+    assert main(["train", str(config), "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    config.write_text("trainig:\n  epochs: 1\n")
+    assert main(["train", str(config), "--out", str(tmp_path / "new"), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown config key 'trainig'" in error and str(config) in error
+
+
+def test_evaluate_names_a_directory_that_is_not_a_run(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
