@@ -28,7 +28,8 @@ def build_dataset(config: Config, split: str, *, augment: bool | None = None) ->
     """The configured data set for ``split``.
 
     ``augment`` is passed only to data sets that take it (real photographs do; generated
-    sets are varied by construction), so the push set can be the unaugmented training set.
+    sets are varied by construction), so the push set can be the unaugmented training set;
+    ``data.options.augment: false`` turns augmentation off everywhere.
     The data set's own ``seed`` option is left alone: training seeds vary the model, not
     the data.
     """
@@ -36,7 +37,7 @@ def build_dataset(config: Config, split: str, *, augment: bool | None = None) ->
     kwargs = dict(config.data.options)
     parameters = inspect.signature(cls).parameters
     if augment is not None and "augment" in parameters:
-        kwargs["augment"] = augment
+        kwargs["augment"] = augment and kwargs.get("augment", True)
     return cls(root=config.data.root, split=split, **kwargs)
 
 
