@@ -35,7 +35,7 @@ def write_contact_sheet(
     count: int = 16,
     columns: int = 4,
     tile_size: int = 256,
-    alpha: float = 0.45,
+    alpha: float = 0.35,
     indices: list[int] | None = None,
 ) -> Path:
     """Write a PNG contact sheet of ``dataset`` items and return its path.

@@ -181,3 +181,16 @@ def test_changing_the_class_changes_only_its_discriminative_part(label, part):
         changed = (base.image != variant.image).any(axis=2)
         assert changed.any()
         assert not (changed & (base.label_map != k + 1)).any()
+
+
+def test_keypoints_almost_always_fall_on_their_own_part():
+    dataset = SyntheticParts(**SMALL)
+    on_part = visible = 0
+    for i in range(len(dataset)):
+        item = dataset[i]
+        for mask, (x, y, seen) in zip(
+            item["part_masks"], item["part_keypoints"].tolist(), strict=True
+        ):
+            visible += int(seen)
+            on_part += int(seen > 0 and bool(mask[round(y), round(x)]))
+    assert on_part >= 0.95 * visible
