@@ -209,6 +209,31 @@ class _Stored:
     boxes: torch.Tensor
 
 
+def _bird_colours(rng: np.random.Generator, species: Species) -> dict[str, np.ndarray]:
+    """Colours (m, 3) uint8 of each part: its fill, then its markings if any (the head's
+    eye, the wing's bars or spots). Nuisance colours and the per-part jitter are drawn
+    the same way whatever the species."""
+    body = PALETTE[BODY_COLOURS[rng.integers(len(BODY_COLOURS))]]
+    fills = {
+        "head": PALETTE[species.head],
+        "beak": PALETTE[BEAK_COLOURS[rng.integers(len(BEAK_COLOURS))]],
+        "body": body,
+        "wing": body,
+        "tail": PALETTE[species.tail],
+    }
+    jitter = rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, (len(PART_NAMES), 3))
+    colours = {
+        part: np.clip(np.array(fills[part]) + jitter[k], 0, 255).astype(np.uint8)[None]
+        for k, part in enumerate(PART_NAMES)
+    }
+    colours["head"] = np.concatenate([colours["head"], np.array([EYE_COLOUR], np.uint8)])
+    if species.wing != "plain":
+        luminance = 0.299 * body[0] + 0.587 * body[1] + 0.114 * body[2]
+        mark = PALETTE["black"] if luminance > 110 else PALETTE["white"]
+        colours["wing"] = np.concatenate([colours["wing"], np.array([mark], np.uint8)])
+    return colours
+
+
 class SyntheticParts(Dataset):
     """Generated bird-like figures whose part colours/patterns define the class.
 
@@ -311,6 +336,8 @@ class SyntheticParts(Dataset):
         if not 0 <= index < self.num_samples:
             raise IndexError(f"SyntheticParts: index {index} out of range [0, {self.num_samples})")
         label = index % self.num_classes if label is None else label
+        if not 0 <= label < self.num_classes:
+            raise ValueError(f"SyntheticParts: label {label} out of range [0, {self.num_classes})")
         species = self.species[label]
         size = self.image_size
         rng = np.random.default_rng([self.seed, SPLITS.index(self.split), index])
@@ -322,22 +349,7 @@ class SyntheticParts(Dataset):
 
         bird = _sample_bird(rng)
         transform = self._place(rng, bird)
-        body = PALETTE[BODY_COLOURS[rng.integers(len(BODY_COLOURS))]]
-        base = {
-            "head": PALETTE[species.head],
-            "beak": PALETTE[BEAK_COLOURS[rng.integers(len(BEAK_COLOURS))]],
-            "body": body,
-            "wing": body,
-            "tail": PALETTE[species.tail],
-        }
-        jitter = rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, (len(PART_NAMES), 3))
-        colours = {
-            part: np.clip(np.array(base[part]) + jitter[k], 0, 255).astype(np.uint8)
-            for k, part in enumerate(PART_NAMES)
-        }
-        luminance = 0.299 * body[0] + 0.587 * body[1] + 0.114 * body[2]
-        mark = np.array(PALETTE["black"] if luminance > 110 else PALETTE["white"], np.uint8)
-        eye = np.array(EYE_COLOUR, dtype=np.uint8)
+        colours = _bird_colours(rng, species)
 
         label_map = np.zeros((size, size), dtype=np.uint8)
         shape_masks = np.zeros((len(PART_NAMES), size, size), dtype=bool)
@@ -346,19 +358,12 @@ class SyntheticParts(Dataset):
             shape = fill_mask([transform(p) for p in bird.parts[part]], size)
             shape_masks[k] = shape
             label_map[shape] = k + 1
-            image[shape] = colours[part]
+            image[shape] = colours[part][0]
             if part == "wing" and species.wing != "plain":
                 pattern = [transform(p) for p in _wing_pattern(bird, species.wing)]
-                image[fill_mask(pattern, size) & shape] = mark
+                image[fill_mask(pattern, size) & shape] = colours[part][1]
             if part == "head":
-                image[fill_mask([transform(bird.eye)], size) & shape] = eye
-        part_colours = (
-            np.stack([colours["head"], eye]),
-            colours["beak"][None],
-            colours["body"][None],
-            np.stack([colours["wing"], mark]) if species.wing != "plain" else colours["wing"][None],
-            colours["tail"][None],
-        )
+                image[fill_mask([transform(bird.eye)], size) & shape] = colours[part][1]
 
         if rng.random() < self.occlusion:
             ys, xs = np.nonzero(label_map)
@@ -371,6 +376,7 @@ class SyntheticParts(Dataset):
         gain = rng.uniform(0.85, 1.1) * rng.uniform(0.95, 1.05, 3)
         noisy = image / 255.0 * gain + rng.normal(0.0, self.noise, image.shape)
         final = np.round(np.clip(noisy, 0.0, 1.0) * 255.0).astype(np.uint8)
+        part_colours = tuple(colours[part] for part in PART_NAMES)
         return Rendering(final, image, label_map, shape_masks, part_colours, label)
 
     def _place(
