@@ -78,6 +78,35 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", help="override the run's device (cpu, cuda, ...)")
     _add_progress(evaluate)
 
+    benchmark = commands.add_parser(
+        "benchmark", help="compare localization methods against ground truth",
+        description="Run every METHOD on the same model, prototypes and test images of "
+                    "RUN_DIR and write RUN_DIR/benchmark.json ({method: {metric: value}}) and "
+                    "benchmark.md: consistency and stability (Huang et al. 2023), relevance and "
+                    "fidelity (Xu-Darme et al. 2023), energy and pointing game on the object "
+                    "and the prototype's part, box IoU, deletion/insertion, the "
+                    "model-randomisation check, and each method's cost.")
+    benchmark.add_argument("run_dir", type=Path)
+    benchmark.add_argument("--methods", help="comma-separated localization methods (default: "
+                                             "the config's localization.evaluation_methods)")
+    benchmark.add_argument("--images-per-prototype", type=int,
+                           help="test images per prototype (default: the config's)")
+    benchmark.add_argument("--device", help="override the run's device")
+    _add_progress(benchmark)
+
+    explain = commands.add_parser(
+        "explain", help="explain new images with the run's prototypes",
+        description="For each IMAGE, show the predicted class, its top prototypes, where "
+                    "each is found in the image (per localization method) and the training "
+                    "image it was projected onto. Writes PNGs and explanations.json.")
+    explain.add_argument("run_dir", type=Path)
+    explain.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    explain.add_argument("--top", type=int, default=3, help="prototypes per image (default 3)")
+    explain.add_argument("--methods", help="comma-separated localization methods")
+    explain.add_argument("--out", type=Path, help="default: RUN_DIR/explanations")
+    explain.add_argument("--device", help="override the run's device")
+    _add_progress(explain)
+
     demo = commands.add_parser(
         "demo", help="the main job on the embedded SyntheticParts data set (CPU, minutes)",
         description=f"Train and evaluate with {DEMO_CONFIG.name} and write a run directory.")
@@ -133,6 +162,37 @@ def main(argv: list[str] | None = None) -> int:
             metrics = evaluate_run(load_run(args.run_dir, args.device), progress=progress)
             print(f"test accuracy {metrics['test_accuracy']:.4f} -> {args.run_dir}/metrics.json")
             return 0
+        if args.command == "benchmark":
+            from protoexplain.benchmark import benchmark_table
+            from protoexplain.config import check_localization_methods
+            from protoexplain.pipeline import benchmark_run
+            from protoexplain.run_dir import load_run
+
+            _setup_logging(None, verbose)
+            run = load_run(args.run_dir, args.device)
+            methods = (args.methods.split(",") if args.methods
+                       else run.config.localization.evaluation_methods)
+            run.config.localization.evaluation_methods = methods
+            check_localization_methods(run.config, "--methods")
+            count = (args.images_per_prototype if args.images_per_prototype is not None
+                     else run.config.localization.images_per_prototype)
+            results = benchmark_run(run, methods, images_per_prototype=count,
+                                    progress=progress)
+            print(benchmark_table(results))
+            return 0
+        if args.command == "explain":
+            from protoexplain.explain import explain_images
+            from protoexplain.run_dir import load_run
+
+            _setup_logging(None, verbose)
+            run = load_run(args.run_dir, args.device)
+            out = args.out or args.run_dir / "explanations"
+            methods = args.methods.split(",") if args.methods else None
+            for result in explain_images(run, args.images, out, top_k=args.top,
+                                         methods=methods):
+                print(f"{result['image']}: {result['predicted_class']} "
+                      f"({result['probability']:.2f}) -> {result['picture']}")
+            return 0
         if args.command == "show-data":
             from protoexplain.data.contact_sheet import write_contact_sheet
             from protoexplain.factory import build_dataset
@@ -142,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             path = write_contact_sheet(dataset, args.out, count=args.count)
             print(f"wrote {path}")
             return 0
-    except (ConfigError, CheckpointError) as error:
+    except (ConfigError, CheckpointError, OSError) as error:
         print(f"protoexplain: error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:

@@ -101,13 +101,16 @@ class TrainingConfig:
 
 @dataclass
 class LocalizationConfig:
-    """How prototypes are localized in images, at push and in evaluation."""
+    """How prototypes are localized in images: at push, in evaluation and in benchmarks."""
 
     push_method: str = "upsample"
-    """Method used for the projection records and prototype pictures."""
-    push_options: dict[str, Any] = field(default_factory=dict)
+    """Method drawn beside ``upsample`` in the prototype pictures and ``projection.json``."""
     evaluation_methods: list[str] = field(default_factory=lambda: ["upsample"])
-    """Methods compared by ``protoexplain evaluate`` and ``protoexplain benchmark``."""
+    """Methods compared after training and by ``protoexplain benchmark``."""
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Keyword options per method name (e.g. ``hdm: {iterations: 100}``), used everywhere."""
+    images_per_prototype: int | None = 10
+    """Test images of its class per prototype in the benchmark (``null``: all)."""
 
 
 @dataclass
@@ -160,6 +163,19 @@ def _check_dataset_options(config: Config, source: str) -> None:
                               f"{config.data.dataset} takes {allowed}")
 
 
+def check_localization_methods(config: Config, source: str) -> None:
+    from prototypes import LOCALIZATION_METHODS
+
+    named = {"localization.push_method": [config.localization.push_method],
+             "localization.evaluation_methods": config.localization.evaluation_methods,
+             "localization.method_options": list(config.localization.method_options)}
+    for key, methods in named.items():
+        for method in methods:
+            if method not in LOCALIZATION_METHODS:
+                raise ConfigError(f"'{key}' in {source}: unknown localization method "
+                                  f"'{method}'; choose from {', '.join(LOCALIZATION_METHODS)}")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
     """Read a YAML config (or only defaults when ``path`` is None) and apply overrides."""
     tree: dict = {}
@@ -182,6 +198,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         source = f"{source} (with --set {' '.join(overrides)})"
     config = build(Config, tree, source=source)
     _check_dataset_options(config, source)
+    check_localization_methods(config, source)
     return config
 
 

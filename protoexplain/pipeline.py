@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from protoexplain.benchmark import benchmark_table, run_benchmark, write_benchmark
 from protoexplain.checkpoint import atomic_write_json
 from protoexplain.config import Config
 from protoexplain.evaluation import classification_metrics
@@ -27,11 +28,10 @@ from protoexplain.training_run import train
 log = logging.getLogger("protoexplain")
 
 
-def localization_methods(config: Config) -> dict[str, dict[str, Any]]:
-    """``upsample`` (the original's picture) beside the configured push method."""
-    methods: dict[str, dict[str, Any]] = {"upsample": {}}
-    methods[config.localization.push_method] = dict(config.localization.push_options)
-    return methods
+def method_options(config: Config, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Each named localization method with its configured options."""
+    options = config.localization.method_options
+    return {name: dict(options.get(name, {})) for name in dict.fromkeys(names)}
 
 
 def write_projection(run: LoadedRun, *, progress: bool = True) -> list[dict[str, Any]]:
@@ -39,7 +39,8 @@ def write_projection(run: LoadedRun, *, progress: bool = True) -> list[dict[str,
     config = run.config
     push_set = build_dataset(config, "train", augment=False)
     localizations = localize_records(run.model, push_set, run.records,
-                                     localization_methods(config),
+                                     method_options(config, ["upsample",
+                                                             config.localization.push_method]),
                                      batch_size=config.data.eval_batch_size,
                                      device=run.device, progress=progress)
     class_names = class_names_of(push_set)
@@ -63,6 +64,20 @@ def evaluate_run(run: LoadedRun, *, progress: bool = True) -> dict[str, Any]:
     return metrics
 
 
+def benchmark_run(run: LoadedRun, methods: list[str], *, images_per_prototype: int | None,
+                  progress: bool = True) -> dict[str, dict[str, float]]:
+    """Compare localization methods on the run's model and test images; writes
+    ``benchmark.json`` and ``benchmark.md`` into the run directory."""
+    test_set = build_dataset(run.config, "test", augment=False)
+    results = run_benchmark(run.model, test_set, method_options(run.config, methods),
+                            images_per_prototype=images_per_prototype,
+                            batch_size=run.config.data.eval_batch_size, device=run.device,
+                            seed=run.config.seed, progress=progress)
+    json_path, _ = write_benchmark(results, run.path)
+    log.info("localization benchmark of %s -> %s", ", ".join(methods), json_path)
+    return results
+
+
 def train_and_report(config: Config, run_dir: str | Path, *, resume: bool = False,
                      progress: bool = True) -> dict[str, Any]:
     """Train (or resume) a run, then evaluate it and write every output file."""
@@ -82,7 +97,12 @@ def train_and_report(config: Config, run_dir: str | Path, *, resume: bool = Fals
     run = load_run(run_dir)
     metrics = evaluate_run(run, progress=progress)
     projection = write_projection(run, progress=progress)
-    write_html_report(run_dir, f"protoexplain run {run_dir.name}", metrics, projection)
+    localization = config.localization
+    benchmark = benchmark_run(run, localization.evaluation_methods,
+                              images_per_prototype=localization.images_per_prototype,
+                              progress=progress)
+    write_html_report(run_dir, f"protoexplain run {run_dir.name}", metrics, projection,
+                      benchmark_table(benchmark))
     log.info("test accuracy %.4f (validation %.4f, selected stage %d); run directory %s",
              metrics["test_accuracy"], result.best_val_accuracy, result.best_stage + 1, run_dir)
     return metrics

@@ -63,8 +63,9 @@ def _cell(value: Any) -> str:
 
 
 def write_html_report(run_dir: Path, title: str, metrics: dict[str, Any],
-                      projection: list[dict[str, Any]]) -> Path:
-    """A single self-contained page: metrics, then every prototype's picture and record."""
+                      projection: list[dict[str, Any]], benchmark_markdown: str = "") -> Path:
+    """A single page: metrics, the localization benchmark (its Markdown table, shown as
+    preformatted text), then every prototype's picture and record."""
     scalar_rows = [{"metric": k, "value": v} for k, v in metrics.items()
                    if isinstance(v, (int, float, str))]
     cards = []
@@ -89,6 +90,10 @@ figcaption {{ font-size: 0.8em; }}
 <h1>{html.escape(title)}</h1>
 <h2>Metrics</h2>
 {_table(scalar_rows, ["metric", "value"])}
+<h2>Localization benchmark</h2>
+<p>Every method on the same prototypes and test images (also in benchmark.json and
+benchmark.md).</p>
+<pre>{html.escape(benchmark_markdown) or "not run"}</pre>
 <h2>Prototypes</h2>
 <p>Left: the training image each prototype was projected onto, with the receptive field of
 its latent patch (cyan). Then, per localization method, the map of where the prototype lives

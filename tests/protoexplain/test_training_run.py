@@ -35,11 +35,19 @@ def tiny_config(*extra):
     return load_config(None, [*TINY, *extra])
 
 
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    metrics = train_and_report(tiny_config("localization.images_per_prototype=2"), run_dir,
+                               progress=False)
+    return run_dir, metrics
+
+
 @pytest.mark.slow
-def test_run_directory_holds_every_contracted_file(tmp_path):
-    metrics = train_and_report(tiny_config(), tmp_path, progress=False)
+def test_run_directory_holds_every_contracted_file(trained_run):
+    tmp_path, metrics = trained_run
     for name in ("config.yaml", "checkpoint.pt", "metrics.json", "projection.json",
-                 "report.html", "history.json"):
+                 "report.html", "history.json", "benchmark.json", "benchmark.md"):
         assert (tmp_path / name).is_file(), name
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["test_accuracy"] == metrics["test_accuracy"]
@@ -55,6 +63,40 @@ def test_run_directory_holds_every_contracted_file(tmp_path):
     checkpoint = load_checkpoint(tmp_path)
     assert checkpoint["config"]["model"]["prototype_dim"] == 8
     assert not any(isinstance(v, torch.nn.Module) for v in checkpoint.values())
+    benchmark = json.loads((tmp_path / "benchmark.json").read_text())
+    assert list(benchmark) == ["upsample"]
+    assert 0.0 <= benchmark["upsample"]["relevance"] <= 1.0
+
+
+@pytest.mark.slow
+def test_benchmark_command_compares_the_named_methods(trained_run, capsys):
+    run_dir, _ = trained_run
+    assert main(["benchmark", str(run_dir), "--methods", "upsample,centre",
+                 "--images-per-prototype", "2", "--no-progress"]) == 0
+    assert "centre" in capsys.readouterr().out
+    assert set(json.loads((run_dir / "benchmark.json").read_text())) == {"upsample", "centre"}
+    assert main(["benchmark", str(run_dir), "--methods", "upsampel", "--no-progress"]) == 2
+    assert "unknown localization method 'upsampel'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_explain_writes_a_picture_per_image_and_names_unreadable_files(trained_run, tmp_path,
+                                                                      capsys):
+    import cv2
+    import numpy as np
+
+    run_dir, _ = trained_run
+    image = tmp_path / "bird.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (40, 50, 3), np.uint8))
+    assert main(["explain", str(run_dir), str(image), "--top", "2", "--out",
+                 str(tmp_path / "out")]) == 0
+    explained = json.loads((tmp_path / "out" / "explanations.json").read_text())
+    assert len(explained) == 1 and len(explained[0]["prototypes"]) == 2
+    assert (tmp_path / "out" / "bird_explanation.png").is_file()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    assert main(["explain", str(run_dir), str(broken)]) == 2
+    assert "broken.png" in capsys.readouterr().err
 
 
 def _interrupt_after(monkeypatch, calls):

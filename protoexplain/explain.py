@@ -1,0 +1,115 @@
+"""Case-based explanations of new images: "this part looks like that prototype".
+
+For each image the model's predicted class is explained by its top prototypes, ranked by
+their contribution to that class's logit (similarity × last-layer weight, as the original's
+``local_analysis.py``). Each row of the picture shows where the prototype is found in the
+image (one panel per localization method) next to the training image the prototype was
+projected onto, with its own box.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from protoexplain.checkpoint import atomic_write_json
+from protoexplain.data.image_io import read_image
+from protoexplain.factory import build_dataset
+from protoexplain.pipeline import method_options
+from protoexplain.report import class_names_of
+from protoexplain.run_dir import LoadedRun
+from protoexplain.visualize import (
+    caption,
+    display_scale,
+    draw_box,
+    enlarge,
+    hstack,
+    localization_tiles,
+    to_rgb_uint8,
+    write_png,
+)
+from prototypes import localize
+
+
+def load_images(paths: list[Path], size: tuple[int, int]) -> torch.Tensor:
+    """Read image files (any mode; errors name the file) resized to ``size``: (N, 3, H, W)."""
+    images = [read_image(path) for path in paths]
+    return torch.stack([F.interpolate(image[None], size=size, mode="bilinear",
+                                      align_corners=False, antialias=True)[0].clamp(0, 1)
+                        for image in images])
+
+
+def vstack(rows: list[np.ndarray]) -> np.ndarray:
+    """Stack picture rows of different widths, padding with white."""
+    width = max(row.shape[1] for row in rows)
+    padded = [np.concatenate([row, np.full((row.shape[0], width - row.shape[1], 3), 255,
+                                           np.uint8)], axis=1) for row in rows]
+    return np.concatenate(padded, axis=0)
+
+
+@torch.no_grad()
+def _top_prototypes(run: LoadedRun, images: torch.Tensor, top_k: int):
+    output = run.model(images)
+    predicted = output.logits.argmax(dim=1)
+    weights = run.model.last_layer.weight[predicted]  # (N, P)
+    contributions = output.similarities * weights
+    scores, prototypes = contributions.topk(min(top_k, contributions.shape[1]), dim=1)
+    return output.logits.softmax(dim=1), predicted, prototypes, scores, output.similarities
+
+
+def explain_images(run: LoadedRun, paths: list[Path], out_dir: Path, *, top_k: int = 3,
+                   methods: list[str] | None = None) -> list[dict[str, Any]]:
+    """Write one PNG per image into ``out_dir`` plus ``explanations.json``."""
+    size = tuple(int(v) for v in run.model.image_size)
+    images = load_images(paths, size).to(run.device)
+    probabilities, predicted, prototypes, scores, similarities = _top_prototypes(
+        run, images, top_k)
+    names = methods or list(dict.fromkeys(["upsample", run.config.localization.push_method]))
+    options = method_options(run.config, names)
+    count = prototypes.shape[1]
+    pairs_images = images.repeat_interleave(count, dim=0)
+    pair_ids = prototypes.reshape(-1)
+    found = {name: localize(run.model, pairs_images, pair_ids, method=name, **options[name])
+             for name in names}
+    push_set = build_dataset(run.config, "train", augment=False)
+    class_names = class_names_of(push_set)
+    records = {record.prototype: record for record in run.records}
+    scale = display_scale(size[1])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for n, path in enumerate(paths):
+        rows, explained = [], []
+        for k in range(count):
+            pair = n * count + k
+            prototype = int(pair_ids[pair])
+            tiles = localization_tiles(
+                images[n], {name: (found[name].maps[pair], found[name].boxes[pair].tolist())
+                            for name in names}, scale=scale)
+            record = records[prototype]
+            source = enlarge(to_rgb_uint8(push_set[record.sample_index]["image"]), scale)
+            source = draw_box(source, record.receptive_field_box, scale=scale, thickness=2)
+            tiles.append(caption(source, f"looks like p{prototype} "
+                                         f"({class_names[record.class_index]})"))
+            rows.append(caption(hstack(tiles), f"prototype {prototype}: similarity "
+                                               f"{float(similarities[n, prototype]):.3f}, "
+                                               f"contribution {float(scores[n, k]):.3f}"))
+            explained.append({
+                "prototype": prototype, "class_name": class_names[record.class_index],
+                "similarity": float(similarities[n, prototype]),
+                "contribution": float(scores[n, k]),
+                "boxes": {name: found[name].boxes[pair].tolist() for name in names}})
+        label = int(predicted[n])
+        header = caption(enlarge(to_rgb_uint8(images[n]), scale),
+                         f"{Path(path).name}: {class_names[label]} "
+                         f"({float(probabilities[n, label]):.2f})")
+        picture = out_dir / f"{Path(path).stem}_explanation.png"
+        write_png(picture, vstack([header, *rows]))
+        results.append({"image": str(path), "predicted_class": class_names[label],
+                        "probability": float(probabilities[n, label]),
+                        "picture": str(picture), "prototypes": explained})
+    atomic_write_json(out_dir / "explanations.json", results)
+    return results
