@@ -97,8 +97,8 @@ def test_methods_are_looked_up_by_name(tiny_model, monkeypatch):
     monkeypatch.setitem(LOCALIZATION_METHODS, "centre", centre)
     found = localize(tiny_model, torch.rand(1, 3, 16, 16), [0], method="centre", size=3)
     assert found.boxes.tolist() == [[3, 3, 3, 3]]
-    with pytest.raises(ValueError, match="unknown localization method 'hdm'.*upsample"):
-        localize(tiny_model, torch.rand(1, 3, 16, 16), [0], method="hdm")
+    with pytest.raises(ValueError, match="unknown localization method 'no_such_method'.*upsample"):
+        localize(tiny_model, torch.rand(1, 3, 16, 16), [0], method="no_such_method")
 
 
 def test_localize_checks_prototype_ids(tiny_model):

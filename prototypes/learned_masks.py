@@ -1,0 +1,90 @@
+"""Localizing prototypes with learned saliency masks: MDM, HDM and NeuroMask (:mod:`hdm`).
+
+The score explained for pair ``b`` is the prototype's max-pooled similarity
+``out.similarities[b, prototype_ids[b]]``, the quantity the last layer weighs, given to the
+:mod:`hdm` explainer as a callable target. The explainer learns one mask per pair, all pairs
+in one batched optimisation (:class:`hdm.engine.MaskOptimizer`), so a pair's map does not
+depend on the other pairs of the batch (up to floating-point rounding). The box is the
+high-activation box of the learned map with the same rule as ``upsample`` (by default the
+95th percentile; :func:`prototypes.localization_base.high_activation_box`).
+
+Sources: MDM (Peng et al., arXiv:2207.08046), HDM (Peng et al., arXiv:2301.04970),
+NeuroMask (Alzantot et al., arXiv:1908.04389); see :mod:`hdm.mdm`, :mod:`hdm.hierarchical`
+and :mod:`hdm.neuromask` for what each learns and its options.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import torch
+
+import hdm
+from prototypes.localization_base import (
+    Localization,
+    localization_from_maps,
+    prototype_id_tensor,
+    prototype_scores,
+)
+from prototypes.model import ProtoPNet, ProtoPNetOutput
+from prototypes.modes import evaluation_mode
+
+__all__ = ["LEARNED_MASK_METHODS", "learned_mask_localization"]
+
+LEARNED_MASK_EXPLAINERS = ("mdm", "hdm", "neuromask")
+"""Names in :data:`hdm.METHODS` of the mask-learning explainers."""
+
+
+def _explainer(method: str, model: ProtoPNet, options: dict[str, Any]) -> hdm.Explainer:
+    """The :mod:`hdm` explainer called ``method``, with a clear error for unknown options."""
+    explainer_class = hdm.METHODS[method]
+    try:
+        inspect.signature(explainer_class).bind(model, **options)
+    except TypeError as error:
+        known = [name for name in inspect.signature(explainer_class).parameters
+                 if name != "model"]
+        raise ValueError(f"localization method {method!r}: {error}; its options are "
+                         f"{known}, 'percentile' and 'relative_threshold'") from None
+    return explainer_class(model, **options)
+
+
+def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
+                              prototype_ids: torch.Tensor | Sequence[int], *, method: str,
+                              percentile: float = 95.0, relative_threshold: float = 0.0,
+                              **options: Any) -> Localization:
+    """Learned-mask localization of prototype ``prototype_ids[b]`` in ``images[b]``.
+
+    Args:
+        model: the ProtoPNet; its train/eval flags and parameters' ``requires_grad`` are
+            restored afterwards and no gradient reaches its parameters.
+        images: (B, 3, H, W) in [0, 1].
+        prototype_ids: (B,) one prototype per image (any prototypes, any images).
+        method: ``"mdm"``, ``"hdm"`` or ``"neuromask"``.
+        percentile, relative_threshold: the box rule (:func:`high_activation_box`).
+        options: keyword options of the :mod:`hdm` class (e.g. ``steps`` for MDM,
+            ``benchmark_steps`` for HDM, ``steps`` and ``seed`` for NeuroMask, ``progress``).
+
+    Returns:
+        ``maps`` (B, H, W): the explainer's map in [0, 1]; ``boxes`` (B, 4) int64.
+    """
+    if method not in LEARNED_MASK_EXPLAINERS:
+        raise ValueError(f"method must be one of {LEARNED_MASK_EXPLAINERS}, got {method!r}")
+    ids = prototype_id_tensor(model, images, prototype_ids)
+    explainer = _explainer(method, model, options)
+
+    def score(output: ProtoPNetOutput) -> torch.Tensor:
+        return prototype_scores(output.similarities, ids)
+
+    with evaluation_mode(model):
+        maps = explainer(images, score)
+    return localization_from_maps(maps, percentile, relative_threshold)
+
+
+LEARNED_MASK_METHODS: dict[str, Callable[..., Localization]] = {
+    name: partial(learned_mask_localization, method=name) for name in LEARNED_MASK_EXPLAINERS
+}
+"""``mdm``, ``hdm``, ``neuromask`` as localization methods
+``(model, images, prototype_ids, **options) -> Localization``."""

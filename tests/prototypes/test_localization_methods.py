@@ -1,0 +1,83 @@
+"""Behaviour every localization method shares: shapes, ranges, devices, batching, and leaving
+the model as it was."""
+
+import pytest
+import torch
+
+from prototypes import LOCALIZATION_METHODS, localize
+from tests.prototypes.tiny_protopnet import make_model
+
+FAST_OPTIONS = {
+    "upsample": {},
+    "receptive_field": {},
+    "mdm": {"steps": 6},
+    "hdm": {"benchmark_steps": 3, "auxiliary_steps": 3},
+    "neuromask": {"steps": 6},
+    "smoothgrad": {"samples": 4},
+    "random": {},
+    "centre": {},
+}
+"""Every registered method with options small enough for a unit test."""
+
+BATCH_INVARIANT = ["upsample", "receptive_field", "mdm", "hdm", "neuromask", "smoothgrad",
+                   "centre"]
+"""Methods whose map of a pair does not depend on the rest of the batch (``random`` draws
+one independent map per pair, in batch order)."""
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return make_model(image_size=32)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    """Five pairs mixing three images and several prototypes of different classes."""
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    return images[[0, 1, 0, 2, 1]], torch.tensor([0, 5, 3, 3, 1])
+
+
+def test_every_registered_method_has_fast_test_options():
+    assert set(FAST_OPTIONS) == set(LOCALIZATION_METHODS)
+
+
+@pytest.mark.parametrize("method", sorted(FAST_OPTIONS))
+def test_method_returns_maps_in_unit_range_and_boxes_inside_the_image(method, model, pairs):
+    images, ids = pairs
+    found = localize(model, images, ids, method=method, **FAST_OPTIONS[method])
+    assert found.maps.shape == (5, 32, 32) and found.maps.dtype == images.dtype
+    assert found.maps.device == images.device and found.boxes.device == images.device
+    assert found.maps.min() >= 0 and found.maps.max() <= 1
+    assert torch.isfinite(found.maps).all()
+    assert found.boxes.shape == (5, 4) and found.boxes.dtype == torch.int64
+    y0, y1, x0, x1 = found.boxes.unbind(1)
+    assert ((0 <= y0) & (y0 < y1) & (y1 <= 32) & (0 <= x0) & (x0 < x1) & (x1 <= 32)).all()
+
+
+@pytest.mark.parametrize("method", BATCH_INVARIANT)
+def test_a_batch_gives_each_pair_the_map_it_gets_alone(method, model, pairs):
+    images, ids = pairs
+    options = {**FAST_OPTIONS[method], "steps": 15} if method in ("mdm", "neuromask") \
+        else FAST_OPTIONS[method]
+    together = localize(model, images, ids, method=method, **options)
+    for b in range(len(ids)):
+        alone = localize(model, images[b:b + 1], ids[b:b + 1], method=method, **options)
+        torch.testing.assert_close(together.maps[b], alone.maps[0], atol=1e-4, rtol=0)
+        assert torch.equal(together.boxes[b], alone.boxes[0])
+
+
+@pytest.mark.parametrize("method", sorted(FAST_OPTIONS))
+def test_method_leaves_modes_flags_and_parameters_of_the_model_unchanged(method):
+    model = make_model(image_size=32).train()
+    model.features[1].eval()  # a batch norm kept in eval during training
+    model.prototype_vectors.requires_grad_(False)
+    modes = {name: module.training for name, module in model.named_modules()}
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    state = {name: value.clone() for name, value in model.state_dict().items()}
+    localize(model, torch.rand(2, 3, 32, 32), [1, 4], method=method, **FAST_OPTIONS[method])
+    assert {name: module.training for name, module in model.named_modules()} == modes
+    assert {name: p.requires_grad for name, p in model.named_parameters()} == flags
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, state[name]), name
+    assert all(p.grad is None for p in model.parameters())
