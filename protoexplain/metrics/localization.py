@@ -31,6 +31,7 @@ rank correlation, are left out of the mean).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,8 +85,11 @@ class LocalizationSettings:
         ``"image_mean"``, each image's per-channel mean colour.
     stability, sanity, deletion_insertion: compute these metrics (each costs extra
         localizations or forward passes per pair).
-    pixels_per_step: pixels removed / inserted per deletion and insertion step; ``None``:
-        the image width (RISE's 224 at 224 px).
+    deletion_steps: number of deletion and insertion steps (``ceil(H W / steps)`` pixels
+        each). RISE changes one image row per step (224 steps at 224 px); 32 steps moved the
+        mean AUC by less than 0.001 and any pair's by at most 0.014 against 64 steps (32
+        pairs, 64 px, small_cnn ProtoPNet) at half the cost, which dominates the benchmark
+        on a CPU. Set it to the image height for RISE's protocol.
     """
 
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS
@@ -99,7 +103,7 @@ class LocalizationSettings:
     stability: bool = True
     sanity: bool = True
     deletion_insertion: bool = True
-    pixels_per_step: int | None = None
+    deletion_steps: int = 32
 
     def __post_init__(self) -> None:
         if self.similarity_at not in SIMILARITY_AT:
@@ -107,6 +111,8 @@ class LocalizationSettings:
                              f"got {self.similarity_at!r}")
         if self.fill not in FILLS:
             raise ValueError(f"fill must be one of {FILLS}, got {self.fill!r}")
+        if self.deletion_steps < 1:
+            raise ValueError(f"deletion_steps must be >= 1, got {self.deletion_steps}")
 
 
 def percent_label(fraction: float) -> str:
@@ -198,7 +204,9 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
     if settings.sanity and randomized_model is None:
         raise ValueError("settings.sanity needs randomized_model (see "
                          "protoexplain.metrics.sanity.randomized_copy)")
-    tolerance = settings.pointing_tolerance or scaled_tolerance(tuple(pairs.images.shape[-2:]))
+    height, width = pairs.images.shape[-2:]
+    tolerance = settings.pointing_tolerance or scaled_tolerance((height, width))
+    pixels_per_step = math.ceil(height * width / settings.deletion_steps)
     cost = PassCount()
     results = _Accumulator()
     model.eval()
@@ -237,7 +245,7 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
         if settings.deletion_insertion:
             for name, area_under in (("deletion", deletion_auc), ("insertion", insertion_auc)):
                 results.add(name, area_under(model, images, maps, scores.relative,
-                                             pixels_per_step=settings.pixels_per_step))
+                                             pixels_per_step=pixels_per_step))
         if settings.sanity:
             random_maps = _localize(randomized_model, images, ids, method, options)[0]
             results.add("sanity_spearman", spearman_correlation(maps, random_maps))

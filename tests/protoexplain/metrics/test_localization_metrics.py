@@ -108,3 +108,10 @@ def test_sanity_check_needs_the_randomised_model(model, toy_parts):
     pairs = build_pairs(toy_parts, model.prototype_classes, images_per_class=1, progress=False)
     with pytest.raises(ValueError, match="randomized_model"):
         evaluate_localization(model, pairs, "upsample", progress=False)
+
+
+@pytest.mark.parametrize("option", [{"similarity_at": "mean"}, {"fill": "black"},
+                                    {"deletion_steps": 0}])
+def test_settings_reject_unknown_choices(option):
+    with pytest.raises(ValueError, match=next(iter(option))):
+        LocalizationSettings(**option)
