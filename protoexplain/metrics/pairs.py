@@ -1,7 +1,7 @@
 """The (image, prototype) pairs a localization benchmark scores, and their ground truth.
 
 As Huang et al. (ICCV 2023; hqhQAQ/EvalProtoPNet ``util/eval_interpretability.py``, lines
-58-70 and 121-124), each prototype is evaluated on the test images of its own class. Learned
+48-52, 68-71 and 100-106), each prototype is evaluated on the test images of its own class. Learned
 masks cost many passes per pair, so ``images_per_class`` may cap that to a deterministic
 subset: the data set is walked in one order drawn from ``seed`` and the first images of each
 class are kept, so every prototype of a class sees the same images and every method of a

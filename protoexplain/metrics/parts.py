@@ -6,8 +6,9 @@ hqhQAQ/EvalProtoPNet, ``util/eval_interpretability.py`` (commit ab33e5d):
 
 - the region of a prototype in an image is the box of half side ``half_size = 36`` pixels
   (at 224 px) around the peak of its activation map (the first maximum in row-major order,
-  lines 109-111), and a part is *hit* when its visible keypoint lies in that box, borders
-  included (``in_bbox`` in ``util/local_parts.py``, line 8);
+  lines 109-111), and a part is *hit* when its keypoint lies in that box, borders included
+  (lines 114-117; ``in_bbox`` in ``util/local_parts.py``, line 8); only visible keypoints
+  are kept (``util/local_parts.py``, line 76);
 - a prototype is *consistent* when, for at least one part, the share of its images in which
   the part is hit, among those in which the part is visible, is at least ``part_thresh = 0.8``
   (lines 127-152); the consistency score is the share of consistent prototypes;
@@ -16,9 +17,10 @@ hqhQAQ/EvalProtoPNet, ``util/eval_interpretability.py`` (commit ab33e5d):
   added to the normalised input (``perturb_img``, lines 13-17; lines 156-170), averaged over
   prototypes.
 
-The original scores are percentages; here they are fractions in [0, 1]. The original maps
-are the bicubic upsampled similarity maps; here they are whatever a localization method
-returns, so the same protocol scores every method.
+The original scores are percentages; here they are fractions in [0, 1]. The original
+truncates keypoints to whole pixels (line 95); here they are used as the data set gives
+them. The original maps are the bicubic upsampled similarity maps; here they are whatever a
+localization method returns, so the same protocol scores every method.
 """
 
 from __future__ import annotations

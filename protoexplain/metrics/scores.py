@@ -3,7 +3,7 @@
 Shared by fidelity, occlusion (the prototype's part) and deletion/insertion, so that they all
 measure the same quantity: the prototype's similarity either at the latent position where it
 peaks on the unperturbed image (Xu-Darme et al. 2023, romain-xu-darme/prototype_sanity_checks
-``protopnet/get_prototype_stats.py`` lines 293-300) or max-pooled over positions (the
+``protopnet/get_prototype_stats.py`` lines 295-300) or max-pooled over positions (the
 prototype's score in the classifier).
 """
 
