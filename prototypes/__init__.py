@@ -27,6 +27,9 @@ from prototypes.training import (
     run_epoch,
     set_phase,
 )
+from prototypes.xprotonet import XProtoNet, XProtoNetOutput
+from prototypes.xprotonet_losses import XProtoNetLossCoefficients, xprotonet_loss
+from prototypes.xprotonet_push import push_xprotonet
 
 __all__ = [
     "BACKBONES",
@@ -41,6 +44,9 @@ __all__ = [
     "ProtoPNetOutput",
     "ReceptiveField",
     "Stage",
+    "XProtoNet",
+    "XProtoNetLossCoefficients",
+    "XProtoNetOutput",
     "build_backbone",
     "build_optimizer",
     "high_activation_box",
@@ -48,7 +54,9 @@ __all__ = [
     "plan_schedule",
     "protopnet_loss",
     "push",
+    "push_xprotonet",
     "receptive_field_box",
     "run_epoch",
     "set_phase",
+    "xprotonet_loss",
 ]

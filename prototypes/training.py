@@ -8,7 +8,7 @@ stages, checkpoints and evaluation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,16 +19,25 @@ from tqdm.auto import tqdm
 from prototypes.losses import LossCoefficients, protopnet_loss
 from prototypes.model import ProtoPNet
 
-__all__ = ["PHASES", "LearningRates", "LossCoefficients", "NonFiniteLossError",
+__all__ = ["PHASES", "BatchLoss", "LearningRates", "LossCoefficients", "NonFiniteLossError",
            "PhaseOptimizer", "Stage", "build_optimizer", "plan_schedule", "run_epoch",
            "set_phase"]
 
 Phase = Literal["warm", "joint", "last_layer"]
 PHASES: tuple[str, ...] = ("warm", "joint", "last_layer")
 
+BatchLoss = Callable[[Any, torch.Tensor, nn.Module, Any], dict[str, torch.Tensor]]
+"""A training objective ``(output, labels, model, coefs) -> {"total": ..., term: ...}`` with
+scalar terms, such as :func:`~prototypes.losses.protopnet_loss` or
+:func:`~prototypes.xprotonet_losses.xprotonet_loss`."""
 
-def set_phase(model: ProtoPNet, phase: Phase) -> None:
+
+def set_phase(model: ProtoPNet | nn.Module, phase: Phase) -> None:
     """Set ``requires_grad`` for ``phase`` exactly as the original.
+
+    Works for any model with ``features``, ``add_on_layers``, ``prototype_vectors`` and
+    ``last_layer`` (ProtoPNet; XProtoNet, whose ``add_on_layers`` hold its feature and
+    occurrence modules).
 
     ============  ========  ======  ==========  ==========
     phase         features  add-on  prototypes  last layer
@@ -98,9 +107,10 @@ class PhaseOptimizer:
             self.scheduler.load_state_dict(state["scheduler"])
 
 
-def build_optimizer(model: ProtoPNet, phase: Phase,
+def build_optimizer(model: ProtoPNet | nn.Module, phase: Phase,
                     lrs: LearningRates = LearningRates()) -> PhaseOptimizer:
-    """The Adam optimiser of ``phase`` with the original's parameter groups (``main.py``).
+    """The Adam optimiser of ``phase`` with the original's parameter groups (``main.py``),
+    for any model :func:`set_phase` accepts.
 
     The joint schedule reproduces the original's learning rates: ``main.py`` steps its
     ``StepLR(step_size, gamma)`` at the *start* of every joint epoch, so joint epoch ``j``
@@ -205,18 +215,20 @@ def _set_training_mode(model: nn.Module, train: bool, update_frozen_batchnorm: b
                 module.eval()
 
 
-def run_epoch(model: ProtoPNet, loader: Iterable[dict[str, Any]],
-              optimizer: torch.optim.Optimizer | None, coefs: LossCoefficients,
+def run_epoch(model: nn.Module, loader: Iterable[dict[str, Any]],
+              optimizer: torch.optim.Optimizer | None, coefs: Any,
               *, train: bool, device: torch.device | str, progress: bool = False,
-              epoch: int | None = None, update_frozen_batchnorm: bool = False
-              ) -> dict[str, float]:
+              epoch: int | None = None, update_frozen_batchnorm: bool = False,
+              loss_fn: BatchLoss = protopnet_loss) -> dict[str, float]:
     """One pass over ``loader``, training with ``optimizer`` when ``train``.
 
     Args:
         model: the model, already on ``device`` and set up with :func:`set_phase`.
-        loader: yields dicts with ``image`` (B, 3, H, W) in [0, 1] and ``label`` (B,).
+        loader: yields dicts with ``image`` (B, 3, H, W) in [0, 1] and ``label``: (B,)
+            integer classes, or (B, K) multi-hot float labels for multi-label models.
         optimizer: the phase's optimiser (``PhaseOptimizer.optimizer``); ``None`` to evaluate.
-        coefs: loss weights.
+        coefs: loss weights, as ``loss_fn`` takes them (:class:`LossCoefficients` for the
+            default).
         train: train (grad, optimiser steps, train mode) or evaluate (no grad, eval mode).
         device: where batches go.
         progress: show a tqdm bar.
@@ -226,11 +238,15 @@ def run_epoch(model: ProtoPNet, loader: Iterable[dict[str, Any]],
             running statistics. By default they are kept in eval mode instead, so frozen
             parts do not change at all (and pushed prototypes stay exact patches during the
             last-layer epochs); ``True`` reproduces the original.
+        loss_fn: the objective, called as ``loss_fn(output, labels, model, coefs)``
+            (default: ProtoPNet's).
 
     Returns:
-        Sample-weighted means of the loss terms (``loss`` is the total, then
-        ``cross_entropy``, ``cluster``, ``separation``, ``avg_separation``, ``l1``) and
-        ``accuracy``.
+        Sample-weighted means of the loss terms (``loss`` is the total, then the other terms
+        ``loss_fn`` returns: for ProtoPNet ``cross_entropy``, ``cluster``, ``separation``,
+        ``avg_separation``, ``l1``) and ``accuracy``: the fraction of images whose largest
+        logit is their class, or, with multi-hot labels, the fraction of (image, class)
+        decisions that are right at logit 0 (probability 0.5).
 
     Raises:
         NonFiniteLossError: when training and a batch's total loss is not finite (checked
@@ -251,7 +267,7 @@ def run_epoch(model: ProtoPNet, loader: Iterable[dict[str, Any]],
             images = batch["image"].to(device)
             labels = batch["label"].to(device)
             output = model(images)
-            terms = protopnet_loss(output, labels, model, coefs)
+            terms = loss_fn(output, labels, model, coefs)
             if train:
                 if not torch.isfinite(terms["total"]):
                     raise NonFiniteLossError(step, epoch,
@@ -263,7 +279,11 @@ def run_epoch(model: ProtoPNet, loader: Iterable[dict[str, Any]],
             for name, value in terms.items():
                 key = "loss" if name == "total" else name
                 sums[key] = sums.get(key, 0) + value.detach() * size
-            correct += (output.logits.argmax(dim=1) == labels).sum()
+            if labels.ndim == 2:
+                decisions = (output.logits > 0) == (labels > 0.5)
+                correct += decisions.float().mean(dim=1).sum()
+            else:
+                correct += (output.logits.argmax(dim=1) == labels).sum()
             samples += size
     if samples == 0:
         raise ValueError("run_epoch: the loader yielded no samples")

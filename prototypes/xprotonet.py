@@ -1,0 +1,265 @@
+"""XProtoNet: prototypes compared with occurrence-weighted features, multi-label outputs.
+
+Source: Kim et al., "XProtoNet: Diagnosis in Chest Radiography with Global and Local
+Explanations", CVPR 2021 (no official code). The paper's design, as reproduced by two public
+re-implementations that agree on it (hooman007/ProtoASNet ``src/models/XProtoNet.py``;
+aywi/mprotonet ``src/models.py`` with ``p_mode=2``):
+
+- a CNN trunk, then two heads of 1x1 convolutions on its output: a *feature module* giving
+  the latent map ``F(x)`` (B, D, h, w) and an *occurrence module* giving one *occurrence map*
+  ``M_p(x)`` (h, w) per prototype, i.e. where the prototype's pattern is likely to occur;
+- the prototype's feature vector is the occurrence-weighted pooling of the latent map,
+  ``f_p(x) = sum_u M_p,u(x) F_u(x)`` over latent positions ``u``;
+- the similarity is the cosine ``s(x, p) = <f_p(x), p> / (|f_p(x)| |p|)``;
+- prototypes belong to one class (disease) each, and every class gets its own sigmoid
+  score ``P(y_c | x) = sigmoid(sum_k w_k s(x, p_k^c))`` over the prototypes of class c.
+
+Choices where the sources differ (all documented options or stated here):
+
+- the feature module is ProtoPNet's add-on (conv, ReLU, conv, sigmoid; :func:`~prototypes.
+  model.build_add_on_layers`), as MProtoNet, or without its final sigmoid, as ProtoASNet
+  (``latent_activation``);
+- the occurrence module is conv(C -> D), ReLU, conv(D -> P), sigmoid, so occurrence values lie
+  in (0, 1) (MProtoNet: the same with batch norms; ProtoASNet: a third conv and ``abs``);
+- pooling is a plain sum (ProtoASNet; MProtoNet divides by h*w): the cosine does not depend
+  on the scale of ``f_p``, so both give the same similarity;
+- the similarity is the raw cosine, in [-1, 1] (ProtoASNet rescales to ``(cos + 1) / 2``,
+  MProtoNet clamps at 0). With a sigmoid latent, feature vectors are positive, so pushed
+  prototypes are too and every similarity lies in [0, 1]; a linear latent keeps negative
+  similarities, i.e. evidence against a class, possible after the push;
+- ``last_layer="own_class"`` (default) connects each class only to its own prototypes, as the
+  paper's prediction formula; ``"full"`` is ProtoPNet's dense last layer (ProtoASNet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prototypes.backbones import build_backbone
+from prototypes.model import IMAGENET_MEAN, IMAGENET_STD, build_add_on_layers
+from prototypes.receptive_field import image_size_pair, trace_receptive_field
+
+__all__ = ["LAST_LAYER_TYPES", "LATENT_ACTIVATIONS", "XProtoNet", "XProtoNetOutput",
+           "build_occurrence_module", "cosine_similarities", "occurrence_pooling"]
+
+LAST_LAYER_TYPES = ("own_class", "full")
+LATENT_ACTIVATIONS = ("sigmoid", "linear")
+
+
+@dataclass
+class XProtoNetOutput:
+    """What :meth:`XProtoNet.forward` returns (B images, P prototypes, K classes, D latent
+    channels, h x w latent positions).
+
+    ``logits`` (B, K): pre-sigmoid multi-label scores; ``similarity_maps`` (B, P, h, w): the
+    occurrence maps (so localization by upsampling shows where each prototype occurs);
+    ``similarities`` (B, P): cosine similarity of each prototype with its occurrence-weighted
+    feature vector (each prototype's score); ``prototype_features`` (B, P, D): those feature
+    vectors ``f_p(x)``; ``latent`` (B, D, h, w): the feature module's output; ``images``
+    (B, 3, H, W): the input in [0, 1], kept for losses that need a second pass on transformed
+    inputs (the occurrence transformation loss).
+    """
+
+    logits: torch.Tensor
+    similarity_maps: torch.Tensor
+    similarities: torch.Tensor
+    prototype_features: torch.Tensor
+    latent: torch.Tensor
+    images: torch.Tensor
+
+    @property
+    def occurrence_maps(self) -> torch.Tensor:
+        """(B, P, h, w) the occurrence maps (the same tensor as ``similarity_maps``)."""
+        return self.similarity_maps
+
+
+def build_occurrence_module(in_channels: int, hidden_channels: int,
+                            num_prototypes: int) -> nn.Sequential:
+    """conv1x1(C -> hidden), ReLU, conv1x1(hidden -> P), Sigmoid: one map per prototype."""
+    return nn.Sequential(nn.Conv2d(in_channels, hidden_channels, kernel_size=1), nn.ReLU(),
+                         nn.Conv2d(hidden_channels, num_prototypes, kernel_size=1), nn.Sigmoid())
+
+
+def occurrence_pooling(occurrence: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    """``f[b, p] = sum_{h, w} occurrence[b, p, h, w] * latent[b, :, h, w]``.
+
+    Args:
+        occurrence: (B, P, h, w) occurrence maps.
+        latent: (B, D, h, w) latent map.
+
+    Returns:
+        (B, P, D) one occurrence-weighted feature vector per prototype.
+    """
+    if occurrence.ndim != 4 or latent.ndim != 4 or occurrence.shape[0] != latent.shape[0] \
+            or occurrence.shape[2:] != latent.shape[2:]:
+        raise ValueError(f"occurrence (B, P, h, w) {tuple(occurrence.shape)} and latent "
+                         f"(B, D, h, w) {tuple(latent.shape)} do not match")
+    return torch.einsum("bphw,bdhw->bpd", occurrence, latent)
+
+
+def cosine_similarities(features: torch.Tensor, prototypes: torch.Tensor,
+                        epsilon: float = 1e-8) -> torch.Tensor:
+    """Cosine similarity of each prototype's feature vector with the prototype.
+
+    Args:
+        features: (B, P, D) per-prototype feature vectors.
+        prototypes: (P, D) prototype vectors.
+        epsilon: lower bound on each norm (a zero vector has similarity 0).
+
+    Returns:
+        (B, P) ``<features[b, p], prototypes[p]> / (|features[b, p]| |prototypes[p]|)``.
+    """
+    if features.ndim != 3 or prototypes.ndim != 2 or features.shape[1:] != prototypes.shape:
+        raise ValueError(f"features (B, P, D) {tuple(features.shape)} and prototypes (P, D) "
+                         f"{tuple(prototypes.shape)} do not match")
+    return F.cosine_similarity(features, prototypes.unsqueeze(0), dim=2, eps=epsilon)
+
+
+class XProtoNet(nn.Module):
+    """XProtoNet with ``prototypes_per_class`` prototypes of dimension ``prototype_dim`` per
+    class; see the module docstring for the architecture and its sources.
+
+    Args:
+        backbone: a name from :data:`prototypes.backbones.BACKBONES` (the paper: DenseNet-121).
+        num_classes: K, the number of labels (14 findings for ChestX-ray14).
+        prototypes_per_class: prototypes per class (P = K * prototypes_per_class). Not stated
+            in the sources found; 3 is our default (ProtoASNet's image config uses 10).
+        prototype_dim: D, channels of the latent space and of the prototypes (128 as
+            ProtoPNet's settings and MProtoNet; ProtoASNet uses 512).
+        add_on: the feature module, ``"regular"`` or ``"bottleneck"``
+            (:func:`~prototypes.model.build_add_on_layers`).
+        latent_activation: ``"sigmoid"`` keeps the add-on's final sigmoid (latent in (0, 1),
+            as ProtoPNet and MProtoNet); ``"linear"`` removes it (ProtoASNet).
+        last_layer: ``"own_class"`` (each class scores only its own prototypes, weights start
+            at 1) or ``"full"`` (every prototype feeds every class: 1 to its own class,
+            ``incorrect_class_connection`` elsewhere).
+        incorrect_class_connection: initial off-class weight of the ``"full"`` last layer
+            (ProtoASNet's XProtoNet uses 0).
+        mean, std: per-channel normalisation applied inside :meth:`forward` to images in
+            [0, 1]; stored as buffers.
+        image_size: (H, W) or int, the training image size; used to trace the trunk's
+            receptive field (for projection records) and kept for reference.
+        pretrained: backbone weights, see :func:`prototypes.backbones.build_backbone`.
+        backbone_options: keyword arguments of the backbone constructor (``width`` for
+            ``small_cnn``).
+
+    ``add_on_layers`` holds both heads (``"feature"`` and ``"occurrence"``): they are the
+    layers between trunk and prototypes, so ProtoPNet's training phases
+    (:func:`~prototypes.training.set_phase`, :func:`~prototypes.training.build_optimizer`)
+    train them together. Prototypes start uniform in [0, 1) and both heads' convolutions with
+    Kaiming-normal (fan-out) weights and zero biases, as ProtoPNet.
+    """
+
+    def __init__(self, backbone: str = "densenet121", num_classes: int = 14, *,
+                 prototypes_per_class: int = 3, prototype_dim: int = 128,
+                 add_on: str = "regular", latent_activation: str = "sigmoid",
+                 last_layer: str = "own_class",
+                 incorrect_class_connection: float = 0.0,
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 image_size: int | tuple[int, int] = 224,
+                 pretrained: str | Path | None = None,
+                 backbone_options: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        if num_classes < 1 or prototypes_per_class < 1 or prototype_dim < 1:
+            raise ValueError("num_classes, prototypes_per_class and prototype_dim must be >= 1, "
+                             f"got {num_classes}, {prototypes_per_class}, {prototype_dim}")
+        if last_layer not in LAST_LAYER_TYPES:
+            raise ValueError(f"unknown last_layer {last_layer!r}; choose one of "
+                             f"{LAST_LAYER_TYPES}")
+        if latent_activation not in LATENT_ACTIVATIONS:
+            raise ValueError(f"unknown latent_activation {latent_activation!r}; choose one of "
+                             f"{LATENT_ACTIVATIONS}")
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean and std need 3 values (std > 0), got {mean} and {std}")
+
+        self.backbone_name = backbone
+        self.num_classes = num_classes
+        self.prototypes_per_class = prototypes_per_class
+        self.num_prototypes = num_classes * prototypes_per_class
+        self.prototype_dim = prototype_dim
+        self.last_layer_type = last_layer
+        self.image_size = image_size_pair(image_size)
+
+        self.features, trunk_channels = build_backbone(backbone, pretrained,
+                                                       **dict(backbone_options or {}))
+        self.receptive_field, self.latent_size = trace_receptive_field(self.features,
+                                                                       self.image_size)
+        feature_module = build_add_on_layers(add_on, trunk_channels, prototype_dim)
+        if latent_activation == "linear":
+            feature_module = feature_module[:-1]
+        self.add_on_layers = nn.ModuleDict({
+            "feature": feature_module,
+            "occurrence": build_occurrence_module(trunk_channels, prototype_dim,
+                                                  self.num_prototypes),
+        })
+        self.prototype_vectors = nn.Parameter(torch.rand(self.num_prototypes, prototype_dim))
+        self.last_layer = nn.Linear(self.num_prototypes, num_classes, bias=False)
+
+        identity = torch.zeros(self.num_prototypes, num_classes)
+        identity[torch.arange(self.num_prototypes),
+                 torch.arange(self.num_prototypes) // prototypes_per_class] = 1
+        self.register_buffer("prototype_class_identity", identity)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+
+        for module in self.add_on_layers.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+        own = identity.t()
+        off_class = 0.0 if last_layer == "own_class" else incorrect_class_connection
+        with torch.no_grad():
+            self.last_layer.weight.copy_(own + off_class * (1 - own))
+
+    @property
+    def feature_module(self) -> nn.Module:
+        """The head giving the latent map ``F(x)`` (B, D, h, w)."""
+        return self.add_on_layers["feature"]
+
+    @property
+    def occurrence_module(self) -> nn.Module:
+        """The head giving the occurrence maps ``M(x)`` (B, P, h, w)."""
+        return self.add_on_layers["occurrence"]
+
+    @property
+    def prototype_classes(self) -> torch.Tensor:
+        """(P,) class index of each prototype."""
+        return self.prototype_class_identity.argmax(dim=1)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """``(images - mean) / std`` per channel; ``images`` (B, 3, H, W) in [0, 1]."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
+        return (images - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+
+    def occurrence(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, P, h, w) occurrence maps of images (B, 3, H, W) in [0, 1] (skips the feature
+        module)."""
+        return self.occurrence_module(self.features(self.normalize(images)))
+
+    def class_weights(self) -> torch.Tensor:
+        """(K, P) the last layer's weights as used: masked to own-class prototypes for
+        ``last_layer="own_class"``."""
+        weight = self.last_layer.weight
+        if self.last_layer_type == "own_class":
+            return weight * self.prototype_class_identity.t()
+        return weight
+
+    def forward(self, images: torch.Tensor) -> XProtoNetOutput:
+        """Score images (B, 3, H, W) in [0, 1] (normalised here with the model's mean/std)."""
+        trunk = self.features(self.normalize(images))
+        latent = self.feature_module(trunk)
+        occurrence = self.occurrence_module(trunk)
+        features = occurrence_pooling(occurrence, latent)
+        similarities = cosine_similarities(features, self.prototype_vectors)
+        logits = F.linear(similarities, self.class_weights())
+        return XProtoNetOutput(logits=logits, similarity_maps=occurrence,
+                               similarities=similarities, prototype_features=features,
+                               latent=latent, images=images)
