@@ -2,10 +2,10 @@
 
 A localization method is only informative if it beats maps that ignore the model. ``random``
 gives a smooth random blob pattern at the scale of the ``upsample`` maps (uniform noise on
-the model's latent grid, bicubic-upsampled like ``upsample``); ``centre`` is the centre bias
-of natural photographs (objects tend to be centred), the Gaussian centre prior of saliency
-benchmarks (e.g. Judd, Ehinger, Durand & Torralba, "Learning to predict where humans look",
-ICCV 2009). Both box their map with the same rule as the other methods.
+the grid of the model's similarity maps, bicubic-upsampled like ``upsample``); ``centre`` is
+the centre bias of natural photographs (objects tend to be centred), the Gaussian centre prior
+of saliency benchmarks (e.g. Judd, Ehinger, Durand & Torralba, "Learning to predict where
+humans look", ICCV 2009). Both box their map with the same rule as the other methods.
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ def random_localization(model: ProtoPNet, images: torch.Tensor,
     independent draw per pair.
 
     Args:
-        model: the ProtoPNet; only its latent grid is used (one forward pass of one image,
-            when ``grid`` is None).
+        model: the ProtoPNet (or any model whose output has ``similarity_maps``); only the
+            size of its similarity maps is used (one forward pass of one image, when ``grid``
+            is None).
         images: (B, 3, H, W); only their size and device are used.
         prototype_ids: (B,) checked, otherwise unused.
-        grid: cells of the noise, ``n`` or ``(h, w)``; None means the model's latent grid for
-            this image size (the resolution of the ``upsample`` maps).
+        grid: cells of the noise, ``n`` or ``(h, w)``; None means the grid of the model's
+            similarity maps for this image size (the resolution of the ``upsample`` maps).
         seed: seeds the noise, drawn on the images' device for the pairs in batch order: the
             same batch and seed give the same maps, and different pairs of a batch get
             independent maps (so a pair's map depends on its position in the batch).
@@ -49,7 +50,7 @@ def random_localization(model: ProtoPNet, images: torch.Tensor,
     prototype_id_tensor(model, images, prototype_ids)
     if grid is None:
         with evaluation_mode(model):
-            rows, columns = model.latent(images[:1]).shape[-2:]
+            rows, columns = model(images[:1]).similarity_maps.shape[-2:]
     else:
         rows, columns = (grid, grid) if isinstance(grid, int) else grid
     if rows < 1 or columns < 1:
