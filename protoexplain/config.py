@@ -88,6 +88,12 @@ class TrainingConfig:
     """The phase schedule of the original (``main.py``)."""
 
     epochs: int = 1000
+    pretrain_epochs: int = 0
+    """Epochs of plain classification (trunk + average pooling + a temporary linear head)
+    before ProtoPNet's phases: a warm start for trunks without ImageNet weights (our
+    addition; the original always starts from ImageNet weights)."""
+    pretrain_lr: float = 3e-3
+    """Adam learning rate of those epochs."""
     warm_epochs: int = 5
     push_start: int = 10
     push_every: int = 10
@@ -111,6 +117,10 @@ class LocalizationConfig:
     """Keyword options per method name (e.g. ``hdm: {iterations: 100}``), used everywhere."""
     images_per_prototype: int | None = 10
     """Test images of its class per prototype in the benchmark (``null``: all)."""
+    metric_options: dict[str, Any] = field(default_factory=dict)
+    """Options of the localization metrics, the fields of
+    :class:`protoexplain.metrics.localization.LocalizationSettings` (e.g. ``stability:
+    false`` to skip the extra noisy localization per pair)."""
 
 
 @dataclass
@@ -176,6 +186,18 @@ def check_localization_methods(config: Config, source: str) -> None:
                                   f"'{method}'; choose from {', '.join(LOCALIZATION_METHODS)}")
 
 
+def _check_metric_options(config: Config, source: str) -> None:
+    import dataclasses
+
+    from protoexplain.metrics.localization import LocalizationSettings
+
+    fields = {f.name for f in dataclasses.fields(LocalizationSettings)}
+    for key in config.localization.metric_options:
+        if key not in fields:
+            raise ConfigError(f"unknown config key 'localization.metric_options.{key}' in "
+                              f"{source}; allowed: {', '.join(sorted(fields))}")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
     """Read a YAML config (or only defaults when ``path`` is None) and apply overrides."""
     tree: dict = {}
@@ -199,6 +221,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     config = build(Config, tree, source=source)
     _check_dataset_options(config, source)
     check_localization_methods(config, source)
+    _check_metric_options(config, source)
     return config
 
 

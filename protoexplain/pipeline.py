@@ -20,6 +20,7 @@ from protoexplain.checkpoint import atomic_write_json
 from protoexplain.config import Config
 from protoexplain.evaluation import classification_metrics
 from protoexplain.factory import build_dataset
+from protoexplain.metrics.localization import LocalizationSettings
 from protoexplain.projection import localize_records, projection_json
 from protoexplain.report import class_names_of, write_html_report, write_prototype_pictures
 from protoexplain.run_dir import LoadedRun, load_run
@@ -71,6 +72,7 @@ def benchmark_run(run: LoadedRun, methods: list[str], *, images_per_prototype: i
     test_set = build_dataset(run.config, "test", augment=False)
     results = run_benchmark(run.model, test_set, method_options(run.config, methods),
                             images_per_prototype=images_per_prototype,
+                            settings=LocalizationSettings(**run.config.localization.metric_options),
                             batch_size=run.config.data.eval_batch_size, device=run.device,
                             seed=run.config.seed, progress=progress)
     json_path, _ = write_benchmark(results, run.path)

@@ -1,7 +1,8 @@
 """A training run: the ProtoPNet phase schedule with checkpoints, resume and model selection.
 
 The stages come from :func:`prototypes.training.plan_schedule` (warm-up, joint, push, last
-layer, as the original ``main.py``). After every stage the whole training state is written
+layer, as the original ``main.py``), after optional ``pretrain`` stages that warm-start a
+trunk without ImageNet weights (:mod:`prototypes.backbone_pretraining`). After every stage the whole training state is written
 atomically to ``checkpoint.pt``, so an interrupted run continues with ``--resume`` and ends
 exactly where an uninterrupted one would: each stage shuffles with a generator seeded from
 (seed, stage index), and the global RNG state is saved too.
@@ -27,10 +28,13 @@ from protoexplain.config import Config, save_config
 from protoexplain.config_schema import to_dict
 from protoexplain.factory import build_model, build_run_data, make_loader, resolve_device
 from prototypes import ProjectionRecord, push
+from prototypes.backbone_pretraining import BackbonePretrainer, pretraining_loss
 from prototypes.training import (
     LearningRates,
     LossCoefficients,
     NonFiniteLossError,
+    PhaseOptimizer,
+    Stage,
     build_optimizer,
     plan_schedule,
     run_epoch,
@@ -100,15 +104,14 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
 
     data = build_run_data(config)
     model = build_model(config, data.num_classes, data.image_size).to(device)
-    training = config.training
-    stages = plan_schedule(epochs=training.epochs, warm_epochs=training.warm_epochs,
-                           push_start=training.push_start, push_every=training.push_every,
-                           last_layer_epochs=training.last_layer_epochs,
-                           final_push=training.final_push)
+    stages = schedule(config)
     lrs = learning_rates(config)
     coefs = loss_coefficients(config)
     optimizers = {phase: build_optimizer(model, phase, lrs)
                   for phase in ("warm", "joint", "last_layer")}
+    pretrainer = BackbonePretrainer(model)
+    optimizers["pretrain"] = PhaseOptimizer(torch.optim.Adam(
+        pretrainer.parameters_to_train(), lr=config.training.pretrain_lr))
 
     state: dict[str, Any] = {"next_stage": 0, "history": [], "records": [],
                              "best": None}
@@ -116,6 +119,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
         saved = load_checkpoint(checkpoint_path, map_location=device)
         training_state = saved["training_state"]
         model.load_state_dict(training_state["model"])
+        pretrainer.head.load_state_dict(training_state["pretrain_head"])
         for phase, optimizer in optimizers.items():
             optimizer.load_state_dict(training_state["optimizers"][phase])
         torch.set_rng_state(training_state["rng"])
@@ -136,13 +140,15 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
             distances = [record.distance for record in records]
             stats = {"mean_distance": sum(distances) / len(distances)}
         else:
-            set_phase(model, stage.kind)
+            pretraining = stage.kind == "pretrain"
+            set_phase(model, "joint" if pretraining else stage.kind)
             loader = make_loader(data.train, config.data.batch_size, config,
                                  shuffle_seed=_stage_seed(config.seed, stage.index))
+            extra = {"loss_fn": pretraining_loss} if pretraining else {}
             try:
-                stats = run_epoch(model, loader, optimizers[stage.kind].optimizer, coefs,
-                                  train=True, device=device, progress=progress,
-                                  epoch=stage.epoch)
+                stats = run_epoch(pretrainer if pretraining else model, loader,
+                                  optimizers[stage.kind].optimizer, coefs, train=True,
+                                  device=device, progress=progress, epoch=stage.epoch, **extra)
             except NonFiniteLossError as error:
                 stage_bar.close()
                 raise TrainingStopped(
@@ -150,8 +156,11 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                     f"epoch {stage.epoch}); the last good checkpoint is {checkpoint_path}"
                 ) from error
             optimizers[stage.kind].after_epoch()
-        val = run_epoch(model, val_loader, None, coefs, train=False, device=device,
-                        progress=False)
+        if stage.kind == "pretrain":
+            val = run_epoch(pretrainer, val_loader, None, coefs, train=False, device=device,
+                            loss_fn=pretraining_loss)
+        else:
+            val = run_epoch(model, val_loader, None, coefs, train=False, device=device)
         seconds = time.perf_counter() - started
         entry = {"stage": stage.index, "kind": stage.kind, "epoch": stage.epoch,
                  "seconds": round(seconds, 3),
@@ -165,7 +174,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                              "model": copy.deepcopy(model.state_dict()),
                              "records": list(state["records"])}
         state["next_stage"] = stage.index + 1
-        save_checkpoint(checkpoint_path, _checkpoint_payload(config, model, optimizers, state))
+        save_checkpoint(checkpoint_path,
+                        _checkpoint_payload(config, model, pretrainer, optimizers, state))
         stage_bar.update(1)
     stage_bar.close()
 
@@ -179,8 +189,20 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                           best_stage=best["stage"], best_val_accuracy=best["val_accuracy"])
 
 
-def _checkpoint_payload(config: Config, model: torch.nn.Module, optimizers: dict,
-                        state: dict[str, Any]) -> dict[str, Any]:
+def schedule(config: Config) -> list[Stage]:
+    """``training.pretrain_epochs`` warm-start stages, then the original's schedule."""
+    training = config.training
+    pretrain = training.pretrain_epochs
+    stages = plan_schedule(epochs=training.epochs, warm_epochs=training.warm_epochs,
+                           push_start=training.push_start, push_every=training.push_every,
+                           last_layer_epochs=training.last_layer_epochs,
+                           final_push=training.final_push)
+    return ([Stage("pretrain", epoch, epoch) for epoch in range(pretrain)]
+            + [Stage(s.kind, s.epoch, s.index + pretrain) for s in stages])
+
+
+def _checkpoint_payload(config: Config, model: torch.nn.Module, pretrainer: BackbonePretrainer,
+                        optimizers: dict, state: dict[str, Any]) -> dict[str, Any]:
     """The selected model for evaluation plus everything needed to resume."""
     best = state["best"]
     return {
@@ -191,6 +213,7 @@ def _checkpoint_payload(config: Config, model: torch.nn.Module, optimizers: dict
         "selected_stage": best["stage"] if best else None,
         "training_state": {
             "model": model.state_dict(),
+            "pretrain_head": pretrainer.head.state_dict(),
             "optimizers": {phase: opt.state_dict() for phase, opt in optimizers.items()},
             "rng": torch.get_rng_state(),
             **state,

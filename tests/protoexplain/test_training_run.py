@@ -28,6 +28,7 @@ TINY = [
     "training.push_every=2",
     "training.last_layer_epochs=1",
     "training.learning_rates.joint_features=1e-3",
+    "training.pretrain_epochs=1",
 ]
 
 
@@ -143,7 +144,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     def poisoned_collate(items):
         batch = real_collate(items)
         batches["count"] += 1
-        if batches["count"] > 5:  # after the warm stage: 3 training and 2 validation batches
+        if batches["count"] > 5:  # after stage 1 (pretrain): 3 training, 2 validation batches
             batch["image"] = torch.full_like(batch["image"], float("nan"))
         return batch
 
@@ -152,7 +153,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
         train(tiny_config(), tmp_path, progress=False)
     message = str(stopped.value)
     assert "non-finite loss at step" in message
-    assert "stage 2 (joint" in message
+    assert "stage 2 (warm" in message
     assert str(tmp_path / "checkpoint.pt") in message
     state = load_checkpoint(tmp_path)["training_state"]
     assert state["next_stage"] == 1
