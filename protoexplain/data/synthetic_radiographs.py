@@ -212,12 +212,13 @@ class SyntheticRadiographs(Dataset):
         spread = rng.uniform(0.17, 0.2)
         height = rng.uniform(0.26, 0.31)
         top = rng.uniform(0.44, 0.5)
-        lungs = tuple(
+        left, right = (
             Lung(centre=(0.5 + side * spread + rng.uniform(-0.015, 0.015),
                          top + rng.uniform(-0.015, 0.015)),
                  axes=(rng.uniform(0.12, 0.145), height * rng.uniform(0.95, 1.05)),
                  angle=side * np.radians(rng.uniform(-4.0, 10.0)), side=side)
             for side in (-1, 1))
+        lungs = (left, right)
         for lung in lungs:
             radius = _ellipse(grid, lung.centre, lung.axes, lung.angle)
             image -= np.clip((1.0 - radius) * LUNG_EDGE, 0.0, 1.0) * rng.uniform(0.25, 0.32)
@@ -238,7 +239,7 @@ class SyntheticRadiographs(Dataset):
 
         image += (_smooth_noise(rng, size, 6) - 0.5) * 0.08
         image += (_smooth_noise(rng, size, max(4, size // 3)) - 0.5) * 0.05
-        return image, lungs  # type: ignore[return-value]
+        return image, lungs
 
     def _lesion(self, rng: np.random.Generator, kind: str, image: np.ndarray,
                 grid: tuple[np.ndarray, np.ndarray], lungs: tuple[Lung, Lung],
@@ -253,8 +254,10 @@ class SyntheticRadiographs(Dataset):
             if kind in REGIONAL:
                 if (kind, lung.side) in used_regions:
                     continue
-                change, mask = (self._effusion if kind == "Effusion" else self._pneumothorax)(
-                    rng, image, grid, lung, inside)
+                if kind == "Effusion":
+                    change, mask = self._effusion(rng, grid, lung, inside)
+                else:
+                    change, mask = self._pneumothorax(rng, image, grid, lung, inside)
             else:
                 rows, columns = np.nonzero(inside)
                 pick = int(rng.integers(len(rows)))
@@ -289,9 +292,8 @@ class SyntheticRadiographs(Dataset):
             change = np.where(mask, 0.08 + 0.3 * mottle, 0.0)
         return np.where(mask, change, 0.0), mask
 
-    def _effusion(self, rng: np.random.Generator, image: np.ndarray,
-                  grid: tuple[np.ndarray, np.ndarray], lung: Lung, inside: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
+    def _effusion(self, rng: np.random.Generator, grid: tuple[np.ndarray, np.ndarray],
+                  lung: Lung, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A bright band at the bottom of ``lung`` whose top rises towards the outer side."""
         xs, ys = grid
         bottom = lung.centre[1] + lung.axes[1]

@@ -90,13 +90,16 @@ def test_full_last_layer_starts_with_the_incorrect_class_connection():
     torch.testing.assert_close(out.logits, out.similarities @ expected.t())
 
 
-def test_heads_are_add_on_layers_ending_in_sigmoids_with_zero_biases():
+def test_heads_are_add_on_layers_with_zero_biases_and_a_sigmoid_occurrence():
     model = make_xprotonet()
     assert set(model.add_on_layers) == {"feature", "occurrence"}
     occurrence = model.occurrence_module
     assert [type(m).__name__ for m in occurrence] == ["Conv2d", "ReLU", "Conv2d", "Sigmoid"]
     assert occurrence[0].out_channels == 4 and occurrence[2].out_channels == 6
-    assert isinstance(model.feature_module[-1], torch.nn.Sigmoid)
+    assert [type(m).__name__ for m in model.feature_module] == ["Conv2d", "ReLU", "Conv2d"]
+    with_sigmoid = make_xprotonet(latent_activation="sigmoid")
+    assert isinstance(with_sigmoid.feature_module[-1], torch.nn.Sigmoid)
+    assert len(with_sigmoid.feature_module) == 4
     for module in model.add_on_layers.modules():
         if isinstance(module, torch.nn.Conv2d):
             assert (module.bias == 0).all()
@@ -126,6 +129,8 @@ def test_default_is_a_densenet121_for_the_fourteen_findings():
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="last_layer"):
         make_xprotonet(last_layer="sparse")
+    with pytest.raises(ValueError, match="latent_activation"):
+        make_xprotonet(latent_activation="tanh")
     with pytest.raises(ValueError, match="prototypes_per_class"):
         make_xprotonet(prototypes_per_class=0)
     with pytest.raises(ValueError, match="mean and std"):

@@ -74,8 +74,7 @@ def test_push_ties_keep_the_first_image_in_loader_order():
     model = make_xprotonet()
     image = torch.rand(1, 3, 16, 16)
     batches = [{"image": image.repeat(2, 1, 1, 1), "label": torch.ones(2, 3),
-                "index": torch.tensor([7, 8])},
-               {"image": image, "label": torch.ones(1, 3), "index": torch.tensor([9])}]
+                "index": torch.tensor(indices)} for indices in ([7, 8], [9, 10])]
     records = push_xprotonet(model, batches)
     assert {record.sample_index for record in records} == {7}
 
