@@ -18,7 +18,7 @@ label map, and the image colours come from the same rasterisation, so every
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,7 +243,8 @@ class SyntheticParts(Dataset):
             splits hold different images.
         num_classes: number of species, 2 to 27 (see ``species_table``).
         image_size: side of the square images in pixels.
-        num_samples: items in this split; default 2000 / 400 / 800 for train / val / test.
+        num_samples: items in this split, or a mapping from split name to count (so one
+            config can size every split); default 2000 / 400 / 800 for train / val / test.
         clutter: most distractor shapes behind the bird per image (the count is uniform
             in [clutter // 2, clutter]); each has a half-size of 6-20 % of the image side
             and palette colours and patterns, and carries no class information.
@@ -281,7 +282,7 @@ class SyntheticParts(Dataset):
         *,
         num_classes: int = 8,
         image_size: int = 64,
-        num_samples: int | None = None,
+        num_samples: int | Mapping[str, int] | None = None,
         clutter: int = 4,
         occlusion: float = 0.2,
         noise: float = 0.02,
@@ -292,6 +293,12 @@ class SyntheticParts(Dataset):
     ) -> None:
         if image_size < 32:
             raise ValueError(f"SyntheticParts: image_size must be >= 32, got {image_size}")
+        if isinstance(num_samples, Mapping):
+            unknown = set(num_samples) - set(SPLITS)
+            if unknown:
+                raise ValueError(f"SyntheticParts: num_samples names unknown splits "
+                                 f"{sorted(unknown)}; use {', '.join(SPLITS)}")
+            num_samples = num_samples.get(split, DEFAULT_NUM_SAMPLES.get(split))
         if num_samples is not None and num_samples < 1:
             raise ValueError(f"SyntheticParts: num_samples must be >= 1, got {num_samples}")
         if clutter < 0:

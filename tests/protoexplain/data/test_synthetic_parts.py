@@ -194,3 +194,12 @@ def test_keypoints_almost_always_fall_on_their_own_part():
             visible += int(seen)
             on_part += int(seen > 0 and bool(mask[round(y), round(x)]))
     assert on_part >= 0.95 * visible
+
+
+def test_num_samples_can_size_each_split_from_one_mapping():
+    sizes = {"train": 12, "test": 5}
+    assert len(SyntheticParts(split="train", num_samples=sizes)) == 12
+    assert len(SyntheticParts(split="test", num_samples=sizes)) == 5
+    assert len(SyntheticParts(split="val", num_samples=sizes)) == 400
+    with pytest.raises(ValueError, match="unknown splits"):
+        SyntheticParts(split="train", num_samples={"training": 3})
