@@ -1,9 +1,10 @@
 """XProtoNet: prototypes compared with occurrence-weighted features, multi-label outputs.
 
 Source: Kim et al., "XProtoNet: Diagnosis in Chest Radiography with Global and Local
-Explanations", CVPR 2021 (no official code). The paper's design, as reproduced by two public
-re-implementations that agree on it (hooman007/ProtoASNet ``src/models/XProtoNet.py``;
-aywi/mprotonet ``src/models.py`` with ``p_mode=2``):
+Explanations", CVPR 2021 (no official code; only its abstract was available to check here).
+The architecture as two public re-implementations agree on it (hooman007/ProtoASNet
+``src/models/XProtoNet.py``; aywi/mprotonet ``src/models.py`` with ``p_mode=2`` and, in its
+XProtoNet runs, ``f_dist='cos'``):
 
 - a CNN trunk, then two heads of 1x1 convolutions on its output: a *feature module* giving
   the latent map ``F(x)`` (B, D, h, w) and an *occurrence module* giving one *occurrence map*
@@ -11,8 +12,11 @@ aywi/mprotonet ``src/models.py`` with ``p_mode=2``):
 - the prototype's feature vector is the occurrence-weighted pooling of the latent map,
   ``f_p(x) = sum_u M_p,u(x) F_u(x)`` over latent positions ``u``;
 - the similarity is the cosine ``s(x, p) = <f_p(x), p> / (|f_p(x)| |p|)``;
-- prototypes belong to one class (disease) each, and every class gets its own sigmoid
-  score ``P(y_c | x) = sigmoid(sum_k w_k s(x, p_k^c))`` over the prototypes of class c.
+- prototypes belong to one class each (a disease, as the abstract describes).
+
+Both re-implementations solve single-label tasks with a softmax; for chest X-rays every class
+gets its own sigmoid score ``P(y_c | x) = sigmoid(sum_k w_k s(x, p_k^c))`` over the
+prototypes of class c (our reading of the paper's prediction; ``last_layer``).
 
 Choices where the sources differ (all documented options or stated here):
 
@@ -28,7 +32,7 @@ Choices where the sources differ (all documented options or stated here):
   prototypes are too and every similarity lies in [0, 1]; a linear latent keeps negative
   similarities, i.e. evidence against a class, possible after the push;
 - ``last_layer="own_class"`` (default) connects each class only to its own prototypes, as the
-  paper's prediction formula; ``"full"`` is ProtoPNet's dense last layer (ProtoASNet).
+  formula above; ``"full"`` is ProtoPNet's dense last layer (both re-implementations).
 """
 
 from __future__ import annotations
@@ -137,8 +141,8 @@ class XProtoNet(nn.Module):
             (:func:`~prototypes.model.build_add_on_layers`).
         latent_activation: ``"linear"`` removes the add-on's final sigmoid (ProtoASNet);
             ``"sigmoid"`` keeps it (latent in (0, 1), as ProtoPNet and MProtoNet). The default
-            is the one that trained better on SyntheticRadiographs (test mean AUROC 0.93
-            against 0.87 with the same small_cnn recipe): with a positive latent, pushed
+            is the one that trained better on SyntheticRadiographs (test mean AUROC 0.94
+            against 0.87 with the same small_cnn recipe and seed): with a positive latent, pushed
             prototypes are positive too, no similarity can turn negative, and an own-class
             last layer can then only raise the class scores.
         last_layer: ``"own_class"`` (each class scores only its own prototypes, weights start

@@ -1,11 +1,13 @@
 """The XProtoNet training objective: multi-label classification, per-label cluster and
 separation, and the two occurrence-map regularisers.
 
-Sources: Kim et al., CVPR 2021 (XProtoNet, Sec. 3); the terms and their default weights as
-re-implemented in hooman007/ProtoASNet (``src/loss/loss.py``: ``ClusterRoiFeat``,
-``SeparationRoiFeat``, ``TransformLoss``, ``L_norm``; ``src/configs/
-Baseline_XProtoNet_Image.yml``) and aywi/mprotonet (``src/tumor_cls.py``, the ``mapping`` loss
-of ``p_mode >= 2``: transformation consistency plus the L1 norm of the occurrence maps).
+Sources: Kim et al., CVPR 2021 (XProtoNet: binary cross-entropy, cluster and separation per
+label, an occurrence-map transformation-consistency loss and an occurrence sparsity loss);
+the terms and their weights as re-implemented in
+hooman007/ProtoASNet (``src/loss/loss.py``: ``ClusterRoiFeat``, ``SeparationRoiFeat``,
+``TransformLoss``, ``L_norm``; ``src/configs/Baseline_XProtoNet_Image.yml``) and
+aywi/mprotonet (``src/tumor_cls.py``, the ``mapping`` loss of ``p_mode >= 2``: transformation
+consistency plus the L1 norm of the occurrence maps).
 
 Every per-label term is summed over classes and averaged over the batch (ProtoASNet's
 ``reduction='mean'``: ``loss.mean(dim=0).sum()``); the occurrence terms are averaged over

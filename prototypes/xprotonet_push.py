@@ -1,8 +1,8 @@
 """XProtoNet projection ("push"): replace each prototype by the occurrence-weighted feature
 vector of the training image, positive for its class, that it is most similar to.
 
-Source: Kim et al., CVPR 2021 (XProtoNet, Sec. 3: prototypes are replaced by the feature
-vectors ``f_p(x)`` of training images of their class); as re-implemented in
+Source: Kim et al., CVPR 2021 (XProtoNet: prototypes are replaced by the feature vectors
+``f_p(x)`` of training images of their class); as re-implemented in
 hooman007/ProtoASNet ``src/utils/push_abs_revision.py`` (``push_prototypes``: per prototype,
 the image of its class with the smallest ``1 - similarity`` gives ``protoL_input[a, j]``) and
 aywi/mprotonet ``src/push.py`` (``p_x`` of ``push_forward``). In XProtoNet a prototype's

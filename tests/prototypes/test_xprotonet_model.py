@@ -119,6 +119,16 @@ def test_upsample_localization_upsamples_the_occurrence_map():
         torch.testing.assert_close(loc.maps[row], normalised)
 
 
+@pytest.mark.parametrize("method, options", [
+    ("receptive_field", {}), ("smoothgrad", {}), ("centre", {}), ("mdm", {"steps": 3}),
+])
+def test_localization_methods_work_unchanged_on_xprotonet(method, options):
+    model = make_xprotonet(image_size=32)
+    loc = localize(model, torch.rand(2, 3, 32, 32), [0, 5], method=method, **options)
+    assert loc.maps.shape == (2, 32, 32) and loc.boxes.shape == (2, 4)
+    assert loc.maps.min() >= 0 and loc.maps.max() <= 1
+
+
 def test_default_is_a_densenet121_for_the_fourteen_findings():
     model = XProtoNet(image_size=64)
     assert model.backbone_name == "densenet121" and model.num_classes == 14
