@@ -1,7 +1,8 @@
 """The localization benchmark: every method on the same model, prototypes and images.
 
 :func:`run_benchmark` builds the (image, prototype) pairs once (test images of each
-prototype's class, capped per class), decides each prototype's part once (method-independent,
+prototype's class, capped per class; for data sets with labelled boxes, images with a box of
+that class), decides each prototype's part once (method-independent,
 see :mod:`protoexplain.metrics.prototype_parts`) and randomises the model once, then scores
 every method with :func:`protoexplain.metrics.localization.evaluate_localization`.
 :func:`write_benchmark` writes ``benchmark.json`` (``{method: {metric: value}}``) and the same
@@ -39,13 +40,14 @@ def run_benchmark(model: nn.Module, dataset: Dataset, methods: Mapping[str, Mapp
                   *, images_per_prototype: int | None = 10,
                   prototypes: Sequence[int] | None = None,
                   settings: LocalizationSettings | None = None,
-                  part_definition: str = "occlusion", batch_size: int = 16,
-                  device: torch.device | str = "cpu", seed: int = 0,
+                  part_definition: str = "occlusion", require_box: bool | None = None,
+                  batch_size: int = 16, device: torch.device | str = "cpu", seed: int = 0,
                   progress: bool = True) -> Results:
     """Score each localization method on the same pairs.
 
     Args:
-        model: a trained prototype network (``ProtoPNet``), moved to ``device``.
+        model: a trained prototype network (``ProtoPNet`` or ``XProtoNet``), moved to
+            ``device``.
         dataset: the test split (items as the data set contract).
         methods: method name (a key of :data:`prototypes.LOCALIZATION_METHODS`) -> options.
         images_per_prototype: test images of its class per prototype (a deterministic subset
@@ -54,6 +56,10 @@ def run_benchmark(model: nn.Module, dataset: Dataset, methods: Mapping[str, Mapp
         settings: metric options, see :class:`LocalizationSettings`.
         part_definition: how each prototype's part is decided (``"occlusion"`` or
             ``"latent_peak"``), used when the data set has part masks.
+        require_box: pair a prototype only with images that have a box of its class (for the
+            box metrics of :mod:`protoexplain.metrics.boxes`); ``None``: when the data set's
+            items have labelled boxes (``box_labels``), so that every pair of a multi-label
+            set such as ChestX-ray14, where few images have boxes, is scored against one.
         batch_size: pairs per localization call.
         device: where everything runs.
         seed: seeds the image subset, the noise, the tie order and the randomised model.
@@ -67,8 +73,11 @@ def run_benchmark(model: nn.Module, dataset: Dataset, methods: Mapping[str, Mapp
     device = torch.device(device)
     model = model.to(device).eval()
     classes = model.prototype_class_identity.argmax(dim=1)
+    if require_box is None:
+        require_box = "box_labels" in dataset[0]
     pairs = build_pairs(dataset, classes, prototypes=prototypes,
-                        images_per_class=images_per_prototype, seed=seed, progress=progress)
+                        images_per_class=images_per_prototype, seed=seed,
+                        require_box=require_box, progress=progress)
     parts = None
     if "part_masks" in pairs.ground_truth:
         parts = find_prototype_parts(model, pairs, definition=part_definition,

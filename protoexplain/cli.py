@@ -13,8 +13,8 @@ from protoexplain.config import ConfigError, load_config
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "synthetic_protopnet.yaml"
 
 DESCRIPTION = """\
-protoexplain: train "this looks like that" classifiers (ProtoPNet) and show where each
-prototype lives in an image with learned saliency masks instead of an upsampled 7x7 map.
+protoexplain: train "this looks like that" classifiers (ProtoPNet, XProtoNet) and show where
+each prototype lives in an image with learned saliency masks instead of an upsampled 7x7 map.
 
 Start with 'protoexplain demo': it trains a small ProtoPNet on the embedded SyntheticParts
 data set on the CPU and writes a run directory (metrics.json, projection.json, one PNG per
@@ -57,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train", help="train, push and evaluate a model from a YAML config",
-        description="Train a ProtoPNet as CONFIG says (warm-up, joint, push, last layer), "
-                    "select the model on the validation split, evaluate it on the test split "
-                    "and write the run directory.")
+        description="Train a ProtoPNet or XProtoNet as CONFIG says (warm-up, joint, push, "
+                    "last layer), select the model on the validation split, evaluate it on the "
+                    "test split and write the run directory.")
     train.add_argument("config", help="YAML config file (see configs/)")
     train.add_argument("--out", type=Path, help="run directory (default: runs/<config name>)")
     train.add_argument("--set", dest="overrides", action="append", default=[],
@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "RUN_DIR and write RUN_DIR/benchmark.json ({method: {metric: value}}) and "
                     "benchmark.md: consistency and stability (Huang et al. 2023), relevance and "
                     "fidelity (Xu-Darme et al. 2023), energy and pointing game on the object "
-                    "and the prototype's part, box IoU, deletion/insertion, the "
+                    "and the prototype's part, box IoU, energy / pointing / IoU against the "
+                    "boxes of the prototype's finding (sets with labelled boxes, e.g. chest "
+                    "X-rays), deletion/insertion, the "
                     "model-randomisation check, and each method's cost.")
     benchmark.add_argument("run_dir", type=Path)
     benchmark.add_argument("--methods", help="comma-separated localization methods (default: "
@@ -155,12 +157,13 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out or _first_free(Path("runs/demo"))
             return _train(str(DEMO_CONFIG), args.overrides, out, False, progress, verbose)
         if args.command == "evaluate":
+            from protoexplain.evaluation import headline
             from protoexplain.pipeline import evaluate_run
             from protoexplain.run_dir import load_run
 
             _setup_logging(None, verbose)
             metrics = evaluate_run(load_run(args.run_dir, args.device), progress=progress)
-            print(f"test accuracy {metrics['test_accuracy']:.4f} -> {args.run_dir}/metrics.json")
+            print(f"{headline(metrics)} -> {args.run_dir}/metrics.json")
             return 0
         if args.command == "benchmark":
             from protoexplain.benchmark import benchmark_table

@@ -6,6 +6,14 @@ scalars (``--set training.epochs=3``, ``--set model.backbone=resnet18``).
 
 Defaults follow the original ProtoPNet (cfchen-duke/ProtoPNet, ``settings.py`` and
 ``main.py``) wherever it has one; the embedded demo config shrinks sizes for the CPU.
+
+``model.architecture`` picks ProtoPNet (default) or XProtoNet. Keys that only one architecture
+has are checked against it: ``model.xprotonet`` holds XProtoNet's own constructor options
+(checked against :class:`prototypes.XProtoNet`'s signature), ``model.activation`` and
+``model.incorrect_class_connection`` are ProtoPNet's, and ``training.loss`` is checked against
+the chosen architecture's loss coefficients (:class:`LossConfig` for ProtoPNet,
+:class:`prototypes.XProtoNetLossCoefficients` for XProtoNet), so a key meant for the other
+architecture is an error, never silently ignored.
 """
 
 from __future__ import annotations
@@ -40,10 +48,17 @@ class DataConfig:
     num_workers: int = 0
 
 
+ARCHITECTURES = ("protopnet", "xprotonet")
+PROTOPNET_ONLY_KEYS = ("activation", "incorrect_class_connection")
+"""``model`` keys that only ProtoPNet takes (XProtoNet's own options are in ``model.xprotonet``)."""
+
+
 @dataclass
 class ModelConfig:
-    """The ProtoPNet architecture (cfchen-duke/ProtoPNet ``settings.py``)."""
+    """The architecture (cfchen-duke/ProtoPNet ``settings.py`` for ProtoPNet's values)."""
 
+    architecture: Literal["protopnet", "xprotonet"] = "protopnet"
+    """``protopnet`` (single-label data) or ``xprotonet`` (multi-label or single-label)."""
     backbone: str = "vgg19"
     backbone_options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the backbone constructor (``width`` for ``small_cnn``)."""
@@ -53,9 +68,15 @@ class ModelConfig:
     prototype_dim: int = 128
     add_on: Literal["regular", "bottleneck"] = "regular"
     activation: Literal["log", "linear"] = "log"
+    """ProtoPNet only (XProtoNet: ``model.xprotonet.latent_activation``)."""
     incorrect_class_connection: float = -0.5
+    """ProtoPNet only (XProtoNet: ``model.xprotonet.incorrect_class_connection``)."""
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    xprotonet: dict[str, Any] = field(default_factory=dict)
+    """XProtoNet only: keyword options of :class:`prototypes.XProtoNet` that the fields above
+    do not cover (``latent_activation``, ``last_layer``, ``incorrect_class_connection``);
+    an option left out takes the constructor's default."""
 
 
 @dataclass
@@ -102,7 +123,9 @@ class TrainingConfig:
     """Push once more after the last epoch when it was not a push epoch (the original
     does not), so the run always ends with projected prototypes."""
     learning_rates: LearningRateConfig = field(default_factory=LearningRateConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: Any = field(default_factory=LossConfig)
+    """The loss coefficients of ``model.architecture``: :class:`LossConfig` for ProtoPNet,
+    :class:`prototypes.XProtoNetLossCoefficients` for XProtoNet (see :func:`loss_section`)."""
 
 
 @dataclass
@@ -156,6 +179,89 @@ def _apply_override(tree: dict, path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
+def loss_section(architecture: str) -> type:
+    """The dataclass that ``training.loss`` is built from for ``architecture``."""
+    if architecture == "xprotonet":
+        from prototypes.xprotonet_losses import XProtoNetLossCoefficients
+
+        return XProtoNetLossCoefficients
+    return LossConfig
+
+
+def _build_config(tree: dict, source: str) -> Config:
+    """:func:`build` the config, then ``training.loss`` against the coefficients of the
+    chosen ``model.architecture`` (its keys differ between architectures)."""
+    loss_tree = None
+    training = tree.get("training")
+    if isinstance(training, dict) and "loss" in training:
+        training = dict(training)
+        loss_tree = training.pop("loss")
+        tree = {**tree, "training": training}
+    config = build(Config, tree, source=source)
+    architecture = config.model.architecture
+    try:
+        config.training.loss = build(loss_section(architecture), loss_tree, source=source,
+                                     prefix="training.loss")
+    except ConfigError as error:
+        raise ConfigError(f"{error} (the loss coefficients of model.architecture "
+                          f"'{architecture}')") from None
+    return config
+
+
+XPROTONET_SHARED_ARGUMENTS = ("backbone", "num_classes", "prototypes_per_class", "prototype_dim",
+                              "add_on", "mean", "std", "image_size", "pretrained",
+                              "backbone_options")
+"""Arguments of :class:`prototypes.XProtoNet` that come from the shared ``model`` fields and
+the data; the others are ``model.xprotonet`` options."""
+
+
+def _check_model_options(config: Config, source: str) -> None:
+    """Architecture-specific ``model`` keys must belong to ``model.architecture``."""
+    model, defaults = config.model, ModelConfig()
+    if model.architecture == "protopnet":
+        if model.xprotonet:
+            raise ConfigError(f"'model.xprotonet' in {source} holds XProtoNet options, but "
+                              "model.architecture is 'protopnet'; set model.architecture: "
+                              "xprotonet or remove the section")
+        return
+    for key in PROTOPNET_ONLY_KEYS:
+        if getattr(model, key) != getattr(defaults, key):
+            raise ConfigError(f"'model.{key}' in {source} is a ProtoPNet option, but "
+                              "model.architecture is 'xprotonet'; XProtoNet's own options go "
+                              f"in model.xprotonet ({', '.join(xprotonet_option_names())})")
+    _check_xprotonet_options(model.xprotonet, source)
+
+
+def xprotonet_option_names() -> list[str]:
+    """The keys ``model.xprotonet`` accepts: :class:`prototypes.XProtoNet`'s keyword
+    arguments except :data:`XPROTONET_SHARED_ARGUMENTS`."""
+    from prototypes import XProtoNet
+
+    return [name for name in inspect.signature(XProtoNet).parameters
+            if name not in XPROTONET_SHARED_ARGUMENTS]
+
+
+def _check_xprotonet_options(options: dict[str, Any], source: str) -> None:
+    from prototypes import XProtoNet
+    from prototypes.xprotonet import LAST_LAYER_TYPES, LATENT_ACTIVATIONS
+
+    choices = {"latent_activation": LATENT_ACTIVATIONS, "last_layer": LAST_LAYER_TYPES}
+    parameters = inspect.signature(XProtoNet).parameters
+    allowed = xprotonet_option_names()
+    for key, value in options.items():
+        if key not in allowed:
+            raise ConfigError(f"unknown config key 'model.xprotonet.{key}' in {source}: "
+                              f"XProtoNet takes {', '.join(allowed)} here (the other model "
+                              "options are the shared model.* keys)")
+        if key in choices and value not in choices[key]:
+            raise ConfigError(f"'model.xprotonet.{key}' in {source}: {value!r} is not one of "
+                              f"{', '.join(repr(c) for c in choices[key])}")
+        if isinstance(parameters[key].default, float) and (
+                isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"'model.xprotonet.{key}' in {source}: expected a number, got "
+                              f"{value!r}")
+
+
 def _check_dataset_options(config: Config, source: str) -> None:
     from protoexplain import data
 
@@ -171,6 +277,16 @@ def _check_dataset_options(config: Config, source: str) -> None:
             allowed = ", ".join(p for p in params if p not in reserved)
             raise ConfigError(f"unknown config key 'data.options.{key}' in {source or 'config'}: "
                               f"{config.data.dataset} takes {allowed}")
+    if getattr(cls, "multi_label", False):
+        if config.model.architecture == "protopnet":
+            raise ConfigError(f"'data.dataset' in {source}: {config.data.dataset} is multi-label, "
+                              "which ProtoPNet's softmax classifier cannot learn; set "
+                              "model.architecture: xprotonet")
+        if config.training.pretrain_epochs > 0:
+            raise ConfigError(f"'training.pretrain_epochs' in {source}: the trunk warm start "
+                              f"trains with single-label cross-entropy, and "
+                              f"{config.data.dataset} is multi-label; set it to 0 (and start "
+                              "from ImageNet weights with model.pretrained)")
 
 
 def check_localization_methods(config: Config, source: str) -> None:
@@ -218,7 +334,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         _apply_override(tree, key_path, value)
     if overrides:
         source = f"{source} (with --set {' '.join(overrides)})"
-    config = build(Config, tree, source=source)
+    config = _build_config(tree, source)
+    _check_model_options(config, source)
     _check_dataset_options(config, source)
     check_localization_methods(config, source)
     _check_metric_options(config, source)
@@ -232,4 +349,4 @@ def save_config(config: Config, path: str | Path) -> None:
 
 def config_from_dict(tree: dict, source: str = "checkpoint") -> Config:
     """Rebuild a config saved by :func:`save_config` or stored in a checkpoint."""
-    return build(Config, tree, source=source)
+    return _build_config(tree, source)

@@ -1,10 +1,11 @@
 """Case-based explanations of new images: "this part looks like that prototype".
 
-For each image the model's predicted class is explained by its top prototypes, ranked by
-their contribution to that class's logit (similarity × last-layer weight, as the original's
-``local_analysis.py``). Each row of the picture shows where the prototype is found in the
-image (one panel per localization method) next to the training image the prototype was
-projected onto, with its own box.
+For each image the model's predicted class (its highest logit; for a multi-label model the
+highest-scoring finding, and every finding of probability >= 0.5 is listed too) is explained
+by its top prototypes, ranked by their contribution to that class's logit (similarity ×
+last-layer weight, as the original's ``local_analysis.py``). Each row of the picture shows
+where the prototype is found in the image (one panel per localization method) next to the
+training image the prototype was projected onto, with its own box.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 
 from protoexplain.checkpoint import atomic_write_json
 from protoexplain.data.image_io import read_image
+from protoexplain.evaluation import is_multi_label
 from protoexplain.factory import build_dataset
 from protoexplain.pipeline import method_options
 from protoexplain.report import class_names_of
@@ -51,14 +53,24 @@ def vstack(rows: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(padded, axis=0)
 
 
+def class_weights(model: torch.nn.Module) -> torch.Tensor:
+    """(K, P) the last-layer weights as the model applies them (XProtoNet's
+    ``class_weights()`` masks its own-class layer; ProtoPNet uses its last layer as is)."""
+    weights = getattr(model, "class_weights", None)
+    return weights() if callable(weights) else model.last_layer.weight
+
+
 @torch.no_grad()
-def _top_prototypes(run: LoadedRun, images: torch.Tensor, top_k: int):
+def _top_prototypes(run: LoadedRun, images: torch.Tensor, top_k: int, multi_label: bool):
+    """Class probabilities (sigmoid per class for multi-label models, else softmax), the
+    highest-scoring class, and its top prototypes by contribution."""
     output = run.model(images)
     predicted = output.logits.argmax(dim=1)
-    weights = run.model.last_layer.weight[predicted]  # (N, P)
+    weights = class_weights(run.model)[predicted]  # (N, P)
     contributions = output.similarities * weights
     scores, prototypes = contributions.topk(min(top_k, contributions.shape[1]), dim=1)
-    return output.logits.softmax(dim=1), predicted, prototypes, scores, output.similarities
+    probabilities = output.logits.sigmoid() if multi_label else output.logits.softmax(dim=1)
+    return probabilities, predicted, prototypes, scores, output.similarities
 
 
 def explain_images(run: LoadedRun, paths: list[Path], out_dir: Path, *, top_k: int = 3,
@@ -66,8 +78,11 @@ def explain_images(run: LoadedRun, paths: list[Path], out_dir: Path, *, top_k: i
     """Write one PNG per image into ``out_dir`` plus ``explanations.json``."""
     size = tuple(int(v) for v in run.model.image_size)
     images = load_images(paths, size).to(run.device)
+    push_set = build_dataset(run.config, "train", augment=False)
+    class_names = class_names_of(push_set)
+    multi_label = is_multi_label(push_set)
     probabilities, predicted, prototypes, scores, similarities = _top_prototypes(
-        run, images, top_k)
+        run, images, top_k, multi_label)
     names = methods or list(dict.fromkeys(["upsample", run.config.localization.push_method]))
     options = method_options(run.config, names)
     count = prototypes.shape[1]
@@ -75,8 +90,6 @@ def explain_images(run: LoadedRun, paths: list[Path], out_dir: Path, *, top_k: i
     pair_ids = prototypes.reshape(-1)
     found = {name: localize(run.model, pairs_images, pair_ids, method=name, **options[name])
              for name in names}
-    push_set = build_dataset(run.config, "train", augment=False)
-    class_names = class_names_of(push_set)
     records = {record.prototype: record for record in run.records}
     scale = display_scale(size[1])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -108,8 +121,13 @@ def explain_images(run: LoadedRun, paths: list[Path], out_dir: Path, *, top_k: i
                          f"({float(probabilities[n, label]):.2f})")
         picture = out_dir / f"{Path(path).stem}_explanation.png"
         write_png(picture, vstack([header, *rows]))
-        results.append({"image": str(path), "predicted_class": class_names[label],
-                        "probability": float(probabilities[n, label]),
-                        "picture": str(picture), "prototypes": explained})
+        result = {"image": str(path), "predicted_class": class_names[label],
+                  "probability": float(probabilities[n, label]),
+                  "picture": str(picture), "prototypes": explained}
+        if multi_label:
+            result["findings"] = {class_names[k]: float(probabilities[n, k])
+                                  for k in range(len(class_names))
+                                  if probabilities[n, k] >= 0.5}
+        results.append(result)
     atomic_write_json(out_dir / "explanations.json", results)
     return results

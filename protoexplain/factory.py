@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from protoexplain import data
 from protoexplain.config import Config, ConfigError
 from protoexplain.data.collate import collate
-from prototypes import ProtoPNet
+from prototypes import ProtoPNet, XProtoNet
 
 
 def resolve_device(name: str) -> torch.device:
@@ -82,24 +82,27 @@ def make_loader(dataset: Dataset, batch_size: int, config: Config, *,
 
 
 def build_model(config: Config, num_classes: int, image_size: int, *,
-                load_pretrained: bool = True) -> ProtoPNet:
-    """A ProtoPNet as the config describes it, for square images of side ``image_size``.
+                load_pretrained: bool = True) -> ProtoPNet | XProtoNet:
+    """The ``model.architecture`` (ProtoPNet or XProtoNet) the config describes, for square
+    images of side ``image_size``.
 
     Backbone weights come from ``model.pretrained`` when ``load_pretrained``; a model about to
     receive a checkpoint's state dict skips that.
     """
     model = config.model
-    return ProtoPNet(
+    shared = dict(
         backbone=model.backbone,
         num_classes=num_classes,
         prototypes_per_class=model.prototypes_per_class,
         prototype_dim=model.prototype_dim,
         add_on=model.add_on,
-        activation=model.activation,
-        incorrect_class_connection=model.incorrect_class_connection,
         mean=tuple(model.mean),
         std=tuple(model.std),
         image_size=image_size,
         pretrained=model.pretrained if load_pretrained else None,
         backbone_options=model.backbone_options,
     )
+    if model.architecture == "xprotonet":
+        return XProtoNet(**shared, **model.xprotonet)
+    return ProtoPNet(**shared, activation=model.activation,
+                     incorrect_class_connection=model.incorrect_class_connection)

@@ -18,7 +18,7 @@ import torch
 from protoexplain.benchmark import benchmark_table, run_benchmark, write_benchmark
 from protoexplain.checkpoint import atomic_write_json
 from protoexplain.config import Config
-from protoexplain.evaluation import classification_metrics
+from protoexplain.evaluation import classification_metrics, headline
 from protoexplain.factory import build_dataset
 from protoexplain.metrics.localization import LocalizationSettings
 from protoexplain.projection import localize_records, projection_json
@@ -89,7 +89,7 @@ def train_and_report(config: Config, run_dir: str | Path, *, resume: bool = Fals
     training_seconds = time.perf_counter() - started
     atomic_write_json(run_dir / "history.json", result.history)
     atomic_write_json(run_dir / "metrics.json", {
-        "val_accuracy": result.best_val_accuracy,
+        result.selection_metric: result.best_val_score,
         "selected_stage": result.best_stage,
         "training_seconds": round(training_seconds, 1),
         "num_prototypes": len(result.records),
@@ -105,6 +105,6 @@ def train_and_report(config: Config, run_dir: str | Path, *, resume: bool = Fals
                               progress=progress)
     write_html_report(run_dir, f"protoexplain run {run_dir.name}", metrics, projection,
                       benchmark_table(benchmark))
-    log.info("test accuracy %.4f (validation %.4f, selected stage %d); run directory %s",
-             metrics["test_accuracy"], result.best_val_accuracy, result.best_stage + 1, run_dir)
+    log.info("%s (%s %.4f, selected stage %d); run directory %s", headline(metrics),
+             result.selection_metric, result.best_val_score, result.best_stage + 1, run_dir)
     return metrics

@@ -1,14 +1,24 @@
-"""A training run: the ProtoPNet phase schedule with checkpoints, resume and model selection.
+"""A training run: the phase schedule with checkpoints, resume and model selection.
 
 The stages come from :func:`prototypes.training.plan_schedule` (warm-up, joint, push, last
 layer, as the original ``main.py``), after optional ``pretrain`` stages that warm-start a
-trunk without ImageNet weights (:mod:`prototypes.backbone_pretraining`). After every stage the whole training state is written
-atomically to ``checkpoint.pt``, so an interrupted run continues with ``--resume`` and ends
-exactly where an uninterrupted one would: each stage shuffles with a generator seeded from
-(seed, stage index), and the global RNG state is saved too.
+trunk without ImageNet weights (:mod:`prototypes.backbone_pretraining`). After every stage
+the whole training state is written atomically to ``checkpoint.pt``, so an interrupted run
+continues with ``--resume`` and ends exactly where an uninterrupted one would: each stage
+shuffles with a generator seeded from (seed, stage index), and the global RNG state is saved
+too.
 
 Model selection uses the validation split only, and only among projected models (right after
-a push and during the last-layer epochs that follow it), whose prototypes are real patches.
+a push and during the last-layer epochs that follow it), whose prototypes are real patches:
+the validation accuracy for single-label data sets, the validation mean AUROC (over classes)
+for multi-label ones.
+
+``model.architecture`` chooses the model, its loss and its push (ProtoPNet:
+:func:`prototypes.protopnet_loss`, :func:`prototypes.push`; XProtoNet:
+:func:`prototypes.xprotonet_loss`, :func:`prototypes.push_xprotonet`); both share the phases
+and optimisers of :mod:`prototypes.training`. XProtoNet's transformation loss draws from
+torch's global RNG (the CUDA one on a GPU): both RNG states are saved in every checkpoint, so
+resuming stays exact.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,14 +35,24 @@ import torch
 from tqdm.auto import tqdm
 
 from protoexplain.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from protoexplain.config import Config, save_config
+from protoexplain.config import Config, ConfigError, loss_section, save_config
 from protoexplain.config_schema import to_dict
+from protoexplain.evaluation import ScoreRecorder, is_multi_label
 from protoexplain.factory import build_model, build_run_data, make_loader, resolve_device
-from prototypes import ProjectionRecord, push
+from protoexplain.report import class_names_of
+from prototypes import (
+    LossCoefficients,
+    ProjectionRecord,
+    XProtoNetLossCoefficients,
+    protopnet_loss,
+    push,
+    push_xprotonet,
+    xprotonet_loss,
+)
 from prototypes.backbone_pretraining import BackbonePretrainer, pretraining_loss
 from prototypes.training import (
+    BatchLoss,
     LearningRates,
-    LossCoefficients,
     NonFiniteLossError,
     PhaseOptimizer,
     Stage,
@@ -50,15 +71,34 @@ class TrainingStopped(RuntimeError):
     """Training stopped on a non-finite loss; the last good checkpoint is kept."""
 
 
+@dataclass(frozen=True)
+class ArchitectureTraining:
+    """What trains one architecture: its objective, its push and its loss coefficients."""
+
+    loss_fn: BatchLoss
+    push: Callable[..., list[ProjectionRecord]]
+    coefficients: type
+
+
+TRAINING_PARTS = {
+    "protopnet": ArchitectureTraining(protopnet_loss, push, LossCoefficients),
+    "xprotonet": ArchitectureTraining(xprotonet_loss, push_xprotonet, XProtoNetLossCoefficients),
+}
+"""``model.architecture`` -> its training parts."""
+
+
 @dataclass
 class TrainingResult:
-    """What a finished run hands to evaluation."""
+    """What a finished run hands to evaluation: the selected model, its projection, the
+    history, and the selected stage with its validation score (``selection_metric`` is
+    ``val_accuracy`` or, for multi-label data, ``val_auroc``)."""
 
     model: torch.nn.Module
     records: list[ProjectionRecord]
     history: list[dict[str, Any]]
     best_stage: int
-    best_val_accuracy: float
+    selection_metric: str
+    best_val_score: float
 
 
 def learning_rates(config: Config) -> LearningRates:
@@ -66,8 +106,14 @@ def learning_rates(config: Config) -> LearningRates:
     return LearningRates(**to_dict(lr))
 
 
-def loss_coefficients(config: Config) -> LossCoefficients:
-    return LossCoefficients(**to_dict(config.training.loss))
+def loss_coefficients(config: Config) -> Any:
+    """The loss coefficients of ``model.architecture`` from ``training.loss``."""
+    architecture = config.model.architecture
+    if not isinstance(config.training.loss, loss_section(architecture)):
+        raise ConfigError(f"training.loss is a {type(config.training.loss).__name__}, not the "
+                          f"loss coefficients of model.architecture '{architecture}' (load "
+                          "configs with protoexplain.config.load_config)")
+    return TRAINING_PARTS[architecture].coefficients(**to_dict(config.training.loss))
 
 
 def _stage_seed(seed: int, stage_index: int) -> int:
@@ -76,22 +122,47 @@ def _stage_seed(seed: int, stage_index: int) -> int:
 
 def _format_stage(stage, total: int, stats: dict[str, float], val: dict[str, float],
                   seconds: float) -> str:
+    """One log line: the stage, every loss term ``stats`` has, accuracies (per decision for
+    multi-label data), the validation AUROC when computed, and the time."""
     parts = [f"stage {stage.index + 1:>3}/{total} {stage.kind:<10} epoch {stage.epoch:>3}"]
     if "loss" in stats:
-        terms = " ".join(f"{k} {stats[k]:.3f}" for k in
-                         ("cross_entropy", "cluster", "separation", "l1") if k in stats)
+        terms = " ".join(f"{k} {v:.3f}" for k, v in stats.items()
+                         if k not in ("loss", "accuracy"))
         parts.append(f"loss {stats['loss']:.3f} ({terms})")
         parts.append(f"train acc {stats['accuracy']:.3f}")
     if "mean_distance" in stats:
         parts.append(f"pushed, mean distance {stats['mean_distance']:.4f}")
     parts.append(f"val acc {val['accuracy']:.3f}")
+    if "auroc" in val:
+        parts.append(f"val auroc {val['auroc']:.3f}")
     parts.append(f"{seconds:.1f} s")
     return " | ".join(parts)
 
 
+def _validate(model: torch.nn.Module, loader: Any, coefs: Any, loss_fn: BatchLoss,
+              device: torch.device, classes: list[str] | None) -> dict[str, float]:
+    """Validation loss terms and accuracy, plus ``auroc`` (the mean over classes whose AUROC
+    is defined; NaN when none is) when ``classes`` are given (multi-label data)."""
+    if classes is None:
+        return run_epoch(model, loader, None, coefs, train=False, device=device,
+                         loss_fn=loss_fn)
+    recorder = ScoreRecorder(loss_fn)
+    stats = run_epoch(model, loader, None, coefs, train=False, device=device,
+                      loss_fn=recorder)
+    mean = recorder.auroc(classes).mean
+    stats["auroc"] = float("nan") if mean is None else mean
+    return stats
+
+
+def _is_better(score: float, best: dict[str, Any] | None) -> bool:
+    """The first projected stage is always taken; later ones when their score is higher
+    (an undefined score, NaN, never is)."""
+    return best is None or score > best["val_score"]
+
+
 def train(config: Config, run_dir: str | Path, *, resume: bool = False,
           progress: bool = True) -> TrainingResult:
-    """Train, push and select a ProtoPNet as ``config`` says, writing into ``run_dir``.
+    """Train, push and select the model ``config`` describes, writing into ``run_dir``.
 
     Raises :class:`TrainingStopped` (naming the stage and step) when a loss is not finite;
     ``checkpoint.pt`` then still holds the last completed stage.
@@ -104,6 +175,10 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
 
     data = build_run_data(config)
     model = build_model(config, data.num_classes, data.image_size).to(device)
+    parts = TRAINING_PARTS[config.model.architecture]
+    multi_label = is_multi_label(data.train)
+    selection_metric = "val_auroc" if multi_label else "val_accuracy"
+    classes = class_names_of(data.val) if multi_label else None
     stages = schedule(config)
     lrs = learning_rates(config)
     coefs = loss_coefficients(config)
@@ -123,6 +198,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
         for phase, optimizer in optimizers.items():
             optimizer.load_state_dict(training_state["optimizers"][phase])
         torch.set_rng_state(training_state["rng"])
+        if training_state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(training_state["cuda_rng"])
         state = {key: training_state[key] for key in ("next_stage", "history", "records", "best")}
         log.info("resuming %s at stage %d/%d", run_dir, state["next_stage"] + 1, len(stages))
     else:
@@ -135,7 +212,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     for stage in stages[state["next_stage"]:]:
         started = time.perf_counter()
         if stage.kind == "push":
-            records = push(model, push_loader, progress=progress)
+            records = parts.push(model, push_loader, progress=progress)
             state["records"] = [record.to_dict() for record in records]
             distances = [record.distance for record in records]
             stats = {"mean_distance": sum(distances) / len(distances)}
@@ -144,11 +221,11 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
             set_phase(model, "joint" if pretraining else stage.kind)
             loader = make_loader(data.train, config.data.batch_size, config,
                                  shuffle_seed=_stage_seed(config.seed, stage.index))
-            extra = {"loss_fn": pretraining_loss} if pretraining else {}
             try:
                 stats = run_epoch(pretrainer if pretraining else model, loader,
                                   optimizers[stage.kind].optimizer, coefs, train=True,
-                                  device=device, progress=progress, epoch=stage.epoch, **extra)
+                                  device=device, progress=progress, epoch=stage.epoch,
+                                  loss_fn=pretraining_loss if pretraining else parts.loss_fn)
             except NonFiniteLossError as error:
                 stage_bar.close()
                 raise TrainingStopped(
@@ -160,7 +237,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
             val = run_epoch(pretrainer, val_loader, None, coefs, train=False, device=device,
                             loss_fn=pretraining_loss)
         else:
-            val = run_epoch(model, val_loader, None, coefs, train=False, device=device)
+            val = _validate(model, val_loader, coefs, parts.loss_fn, device, classes)
         seconds = time.perf_counter() - started
         entry = {"stage": stage.index, "kind": stage.kind, "epoch": stage.epoch,
                  "seconds": round(seconds, 3),
@@ -168,9 +245,9 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                  **{f"val_{k}": v for k, v in val.items()}}
         state["history"].append(entry)
         log.info(_format_stage(stage, len(stages), stats, val, seconds))
-        if stage.kind in PROJECTED_STAGES and (
-                state["best"] is None or val["accuracy"] > state["best"]["val_accuracy"]):
-            state["best"] = {"stage": stage.index, "val_accuracy": val["accuracy"],
+        score = val["auroc"] if multi_label else val["accuracy"]
+        if stage.kind in PROJECTED_STAGES and _is_better(score, state["best"]):
+            state["best"] = {"stage": stage.index, "val_score": score,
                              "model": copy.deepcopy(model.state_dict()),
                              "records": list(state["records"])}
         state["next_stage"] = stage.index + 1
@@ -186,7 +263,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     model.load_state_dict(best["model"])
     records = [ProjectionRecord.from_dict(record) for record in best["records"]]
     return TrainingResult(model=model, records=records, history=state["history"],
-                          best_stage=best["stage"], best_val_accuracy=best["val_accuracy"])
+                          best_stage=best["stage"], selection_metric=selection_metric,
+                          best_val_score=best["val_score"])
 
 
 def schedule(config: Config) -> list[Stage]:
@@ -216,6 +294,8 @@ def _checkpoint_payload(config: Config, model: torch.nn.Module, pretrainer: Back
             "pretrain_head": pretrainer.head.state_dict(),
             "optimizers": {phase: opt.state_dict() for phase, opt in optimizers.items()},
             "rng": torch.get_rng_state(),
+            "cuda_rng": (torch.cuda.get_rng_state_all()
+                         if next(model.parameters()).is_cuda else None),
             **state,
         },
     }

@@ -3,7 +3,8 @@
 :func:`evaluate_localization` runs :func:`prototypes.localize` on batches of pairs and returns
 ``{metric: value}``. Every metric is computed only when the data set has the ground truth it
 needs (keypoints: consistency and stability; object masks: relevance and object energy /
-pointing; part masks: part energy / pointing / box IoU); the others are left out.
+pointing; part masks: part energy / pointing / box IoU; labelled boxes: box energy /
+pointing / IoU); the others are left out.
 
 Metrics (fractions in [0, 1]; higher is better except for the ``sanity_*`` values):
 
@@ -16,6 +17,9 @@ Metrics (fractions in [0, 1]; higher is better except for the ``sanity_*`` value
   :mod:`protoexplain.metrics.regions`; the part is the prototype's part from
   :mod:`protoexplain.metrics.prototype_parts`, and pairs whose image does not show it are
   skipped);
+- ``energy_box``, ``pointing_box``, ``iou_box``: the same three against the boxes of the
+  prototype's class (a finding) in the pair's image, for data sets with labelled boxes
+  (:mod:`protoexplain.metrics.boxes`; pairs whose image has no box of the class are skipped);
 - ``deletion``, ``insertion``: area under the curve of the pair's score divided by its
   unperturbed value, as pixels are removed / inserted in the map's order (RISE protocol and
   substrates of :mod:`hdm.metrics`: black for deletion, blurred image for insertion); lower
@@ -41,6 +45,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from hdm.metrics import deletion_auc, energy_pointing_game, insertion_auc, pointing_game
+from protoexplain.metrics.boxes import best_box_iou, finding_regions
 from protoexplain.metrics.cost import PassCount, counting_passes
 from protoexplain.metrics.pairs import EvaluationPairs
 from protoexplain.metrics.parts import (
@@ -170,6 +175,20 @@ def _add_part_region_metrics(results: _Accumulator, maps: Tensor, boxes: Tensor,
     results.add("iou_part", box_iou(boxes, region_boxes).where(usable, nan))
 
 
+def _add_box_metrics(results: _Accumulator, maps: Tensor, boxes: Tensor, truth_boxes: Tensor,
+                     truth_labels: Tensor, classes: Tensor, tolerance: float) -> None:
+    """Energy, pointing game and best box IoU against the boxes of each pair's class; NaN
+    (skipped) where the image has no box of it."""
+    regions, present = finding_regions(truth_boxes, truth_labels, classes,
+                                       tuple(maps.shape[-2:]))
+    iou, found = best_box_iou(boxes, truth_boxes, truth_labels, classes)
+    nan = torch.full(classes.shape, float("nan"), device=maps.device)
+    results.add("energy_box", energy_pointing_game(maps, regions).where(present, nan))
+    results.add("pointing_box", pointing_game(maps, regions, tolerance=tolerance
+                                              ).where(present, nan))
+    results.add("iou_box", iou.where(found, nan))
+
+
 def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
                           options: Mapping[str, Any] | None = None, *,
                           prototype_parts: Tensor | None = None,
@@ -242,6 +261,9 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
         if "part_masks" in truth and prototype_parts is not None:
             _add_part_region_metrics(results, maps, boxes, truth["part_masks"],
                                      prototype_parts.to(device)[ids], tolerance)
+        if "box_labels" in truth:
+            _add_box_metrics(results, maps, boxes, truth["boxes"], truth["box_labels"],
+                             model.prototype_class_identity.argmax(dim=1)[ids], tolerance)
         if settings.deletion_insertion:
             for name, area_under in (("deletion", deletion_auc), ("insertion", insertion_auc)):
                 results.add(name, area_under(model, images, maps, scores.relative,
@@ -275,7 +297,8 @@ def _summarize(results: _Accumulator, pairs: EvaluationPairs, settings: Localiza
                 summary[f"{name}@{percent_label(fraction)}"] = _nanmean(values)
             summary[name] = _nanmean(per_fraction.nanmean(dim=1))
     for name in ("energy_object", "pointing_object", "energy_part", "pointing_part",
-                 "iou_part", "deletion", "insertion", "sanity_spearman", "sanity_ssim"):
+                 "iou_part", "energy_box", "pointing_box", "iou_box", "deletion", "insertion",
+                 "sanity_spearman", "sanity_ssim"):
         if name in results:
             summary[name] = _nanmean(results.get(name))
     count = len(pairs)

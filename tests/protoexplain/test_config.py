@@ -91,3 +91,70 @@ def test_saved_config_loads_back_identically(tmp_path):
     config = load_config(None, ["training.epochs=7", "model.prototype_dim=32"])
     save_config(config, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == config
+
+
+XPROTONET = "model:\n  architecture: xprotonet\ndata:\n  dataset: SyntheticRadiographs\n"
+
+
+def test_xprotonet_loss_takes_its_own_coefficients_and_defaults(tmp_path):
+    path = write(tmp_path, XPROTONET + "training:\n  loss: {transformation: 0.1}\n")
+    loss = load_config(path).training.loss
+    assert loss.transformation == 0.1
+    assert (loss.binary_cross_entropy, loss.cluster, loss.separation) == (1.0, 0.8, 0.08)
+
+
+def test_loss_keys_of_the_other_architecture_are_errors_naming_key_and_architecture(tmp_path):
+    path = write(tmp_path, XPROTONET + "training:\n  loss: {cross_entropy: 1.0}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert "training.loss.cross_entropy" in message and str(path) in message
+    assert "model.architecture 'xprotonet'" in message and "binary_cross_entropy" in message
+    path = write(tmp_path, "training:\n  loss: {transformation: 0.1}\n")
+    with pytest.raises(ConfigError, match="training.loss.transformation.*'protopnet'"):
+        load_config(path)
+
+
+def test_xprotonet_options_are_checked_against_its_constructor(tmp_path):
+    path = write(tmp_path, XPROTONET.replace("xprotonet\n", "xprotonet\n  xprotonet: "
+                                             "{latent_activation: sigmoid, last_layer: full}\n"))
+    assert load_config(path).model.xprotonet == {"latent_activation": "sigmoid",
+                                                 "last_layer": "full"}
+    for option, expected in (("{latent_activaton: sigmoid}", "model.xprotonet.latent_activaton"),
+                             ("{prototype_dim: 8}", "model.xprotonet.prototype_dim"),
+                             ("{last_layer: dense}", "'dense' is not one of"),
+                             ("{incorrect_class_connection: high}", "expected a number")):
+        path = write(tmp_path, XPROTONET.replace("xprotonet\n", f"xprotonet\n  xprotonet: "
+                                                 f"{option}\n"))
+        with pytest.raises(ConfigError, match=expected) as error:
+            load_config(path)
+        assert str(path) in str(error.value)
+
+
+def test_architecture_specific_model_keys_must_match_the_architecture(tmp_path):
+    path = write(tmp_path, XPROTONET.replace("xprotonet\n", "xprotonet\n  activation: linear\n"))
+    with pytest.raises(ConfigError, match="'model.activation'.*ProtoPNet option"):
+        load_config(path)
+    path = write(tmp_path, "model:\n  xprotonet: {last_layer: full}\n")
+    with pytest.raises(ConfigError, match="'model.xprotonet'.*'protopnet'"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="'model.architecture'.*'protopnet', 'xprotonet'"):
+        load_config(None, ["model.architecture=protonet"])
+
+
+def test_multi_label_data_needs_xprotonet_and_no_single_label_warm_start(tmp_path):
+    path = write(tmp_path, "data:\n  dataset: SyntheticRadiographs\n")
+    with pytest.raises(ConfigError, match="multi-label.*model.architecture: xprotonet"):
+        load_config(path)
+    path = write(tmp_path, XPROTONET + "training:\n  pretrain_epochs: 2\n")
+    with pytest.raises(ConfigError, match="'training.pretrain_epochs'.*multi-label"):
+        load_config(path)
+
+
+def test_saved_xprotonet_config_loads_back_identically(tmp_path):
+    config = load_config(None, ["model.architecture=xprotonet",
+                                "data.dataset=SyntheticRadiographs",
+                                "model.xprotonet={last_layer: full}",
+                                "training.loss.occurrence_sparsity=0.01"])
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config

@@ -1,0 +1,38 @@
+"""Building the configured architecture."""
+
+import inspect
+
+import torch
+
+from protoexplain.config import XPROTONET_SHARED_ARGUMENTS, load_config, xprotonet_option_names
+from protoexplain.factory import build_model
+from prototypes import ProtoPNet, XProtoNet
+
+SMALL = ["model.backbone=small_cnn", "model.backbone_options={width: 2}",
+         "model.prototypes_per_class=2", "model.prototype_dim=4", "model.mean=[0.5, 0.5, 0.5]"]
+
+
+def test_protopnet_is_the_default_architecture():
+    model = build_model(load_config(None, SMALL), 3, 16)
+    assert type(model) is ProtoPNet and model.prototype_vectors.shape[0] == 6
+
+
+def test_xprotonet_gets_the_shared_fields_and_its_own_options():
+    config = load_config(None, [*SMALL, "model.architecture=xprotonet",
+                                "data.dataset=SyntheticRadiographs",
+                                "model.xprotonet={last_layer: full, incorrect_class_connection: "
+                                "-0.25}"])
+    model = build_model(config, 3, 16)
+    assert isinstance(model, XProtoNet) and model.last_layer_type == "full"
+    assert model.num_prototypes == 6 and model.prototype_dim == 4
+    assert torch.equal(model.mean, torch.tensor([0.5, 0.5, 0.5]))
+    own = model.prototype_class_identity.t()
+    assert torch.equal(model.last_layer.weight, own - 0.25 * (1 - own))
+
+
+def test_every_xprotonet_argument_is_either_shared_or_an_option():
+    parameters = list(inspect.signature(XProtoNet).parameters)
+    assert set(XPROTONET_SHARED_ARGUMENTS) <= set(parameters)
+    assert sorted([*XPROTONET_SHARED_ARGUMENTS, *xprotonet_option_names()]) == sorted(parameters)
+    assert set(xprotonet_option_names()) == {"latent_activation", "last_layer",
+                                             "incorrect_class_connection"}

@@ -1,0 +1,154 @@
+"""XProtoNet runs end to end on the multi-label SyntheticRadiographs: AUROC in metrics.json,
+projection, box metrics in the benchmark, the evaluate / benchmark / explain commands, and
+exact resume."""
+
+import json
+
+import pytest
+import torch
+
+import protoexplain.training_run
+from protoexplain.checkpoint import load_checkpoint
+from protoexplain.cli import main
+from protoexplain.config import load_config
+from protoexplain.data.synthetic_radiographs import FINDINGS
+from protoexplain.pipeline import train_and_report
+from protoexplain.run_dir import load_run
+from protoexplain.training_run import train
+from prototypes import XProtoNet
+
+TINY_XPROTONET = [
+    "device=cpu",
+    "data.dataset=SyntheticRadiographs",
+    "data.options={image_size: 32, num_samples: 24}",
+    "data.batch_size=8",
+    "data.eval_batch_size=16",
+    "model.architecture=xprotonet",
+    "model.backbone=small_cnn",
+    "model.backbone_options={width: 4}",
+    "model.prototypes_per_class=2",
+    "model.prototype_dim=8",
+    "training.epochs=3",
+    "training.warm_epochs=1",
+    "training.push_start=2",
+    "training.push_every=2",
+    "training.last_layer_epochs=1",
+    "training.learning_rates.joint_features=1e-3",
+    "localization.images_per_prototype=2",
+    "localization.metric_options={similarity_at: max}",
+]
+BOX_METRICS = ("energy_box", "pointing_box", "iou_box")
+
+
+def tiny_xprotonet_config(*extra):
+    return load_config(None, [*TINY_XPROTONET, *extra])
+
+
+@pytest.fixture(scope="module")
+def xprotonet_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("xprotonet_run")
+    metrics = train_and_report(tiny_xprotonet_config(), run_dir, progress=False)
+    return run_dir, metrics
+
+
+@pytest.mark.slow
+def test_xprotonet_run_writes_auroc_projection_and_box_metrics(xprotonet_run):
+    run_dir, metrics = xprotonet_run
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["test_auroc"] == metrics["test_auroc"]
+    assert 0.0 <= saved["test_auroc"] <= 1.0
+    assert list(saved["test_per_class_auroc"]) == list(FINDINGS)
+    assert "test_accuracy" not in saved
+    assert 0.0 <= saved["val_auroc"] <= 1.0 and saved["test_samples"] == 24
+    projection = json.loads((run_dir / "projection.json").read_text())
+    assert [row["prototype"] for row in projection] == list(range(10))
+    for row in projection:
+        assert row["class_name"] == FINDINGS[row["prototype"] // 2]
+        assert (run_dir / row["picture"]).is_file()
+    benchmark = json.loads((run_dir / "benchmark.json").read_text())["upsample"]
+    for name in BOX_METRICS:
+        assert 0.0 <= benchmark[name] <= 1.0, name
+    assert benchmark["pairs"] == 20 and benchmark["prototypes"] == 10
+    history = json.loads((run_dir / "history.json").read_text())
+    assert all("val_auroc" in entry for entry in history)
+    assert "train_transformation" in history[0] and "train_occurrence_sparsity" in history[0]
+
+
+@pytest.mark.slow
+def test_run_directory_loads_back_as_the_same_xprotonet(xprotonet_run):
+    run_dir, _ = xprotonet_run
+    run = load_run(run_dir)
+    assert isinstance(run.model, XProtoNet)
+    checkpoint = load_checkpoint(run_dir)
+    for name, tensor in run.model.state_dict().items():
+        assert torch.equal(tensor, checkpoint["model"][name]), name
+    assert run.config.training.loss.transformation == 0.05
+
+
+@pytest.mark.slow
+def test_evaluate_and_benchmark_commands_work_on_an_xprotonet_run(xprotonet_run, capsys):
+    run_dir, metrics = xprotonet_run
+    assert main(["evaluate", str(run_dir), "--no-progress"]) == 0
+    assert "test mean AUROC" in capsys.readouterr().out
+    assert json.loads((run_dir / "metrics.json").read_text())["test_auroc"] == pytest.approx(
+        metrics["test_auroc"])
+    assert main(["benchmark", str(run_dir), "--methods", "upsample,hdm",
+                 "--images-per-prototype", "1", "--no-progress"]) == 0
+    table = capsys.readouterr().out
+    assert "| metric | upsample | hdm |" in table and "pointing_box" in table
+    benchmark = json.loads((run_dir / "benchmark.json").read_text())
+    assert set(benchmark) == {"upsample", "hdm"}
+    for name in BOX_METRICS:
+        assert 0.0 <= benchmark["hdm"][name] <= 1.0, name
+    assert benchmark["hdm"]["pairs"] == benchmark["upsample"]["pairs"] == 10
+
+
+@pytest.mark.slow
+def test_explain_lists_the_findings_of_an_xprotonet(xprotonet_run, tmp_path):
+    import cv2
+    import numpy as np
+
+    run_dir, _ = xprotonet_run
+    image = tmp_path / "chest.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (40, 40), np.uint8))
+    assert main(["explain", str(run_dir), str(image), "--top", "2", "--out",
+                 str(tmp_path / "out"), "--no-progress"]) == 0
+    explained = json.loads((tmp_path / "out" / "explanations.json").read_text())[0]
+    assert explained["predicted_class"] in FINDINGS
+    assert 0.0 <= explained["probability"] <= 1.0
+    assert all(p >= 0.5 for p in explained["findings"].values())
+    assert len(explained["prototypes"]) == 2
+    assert (tmp_path / "out" / "chest_explanation.png").is_file()
+
+
+@pytest.mark.slow
+def test_resume_of_an_xprotonet_run_ends_exactly_like_an_uninterrupted_one(tmp_path,
+                                                                          monkeypatch):
+    config = tiny_xprotonet_config()
+    reference = train(config, tmp_path / "straight", progress=False)
+
+    real = protoexplain.training_run.run_epoch
+    calls = {"train": 0}
+
+    def interrupted_run_epoch(*args, train, **kwargs):
+        if train:
+            calls["train"] += 1
+            if calls["train"] > 2:  # warm and one joint epoch (it draws transformations)
+                raise KeyboardInterrupt
+        return real(*args, train=train, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(protoexplain.training_run, "run_epoch", interrupted_run_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, tmp_path / "interrupted", progress=False)
+    assert load_checkpoint(tmp_path / "interrupted")["training_state"]["next_stage"] == 2
+    resumed = train(config, tmp_path / "interrupted", resume=True, progress=False)
+
+    assert resumed.best_stage == reference.best_stage
+    assert resumed.selection_metric == "val_auroc"
+    assert resumed.history == [
+        {**entry, "seconds": resumed.history[i]["seconds"]}
+        for i, entry in enumerate(reference.history)]
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    assert [r.to_dict() for r in resumed.records] == [r.to_dict() for r in reference.records]
