@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,9 @@ def train_and_report(config: Config, run_dir: str | Path, *, resume: bool = Fals
     training_seconds = time.perf_counter() - started
     atomic_write_json(run_dir / "history.json", result.history)
     atomic_write_json(run_dir / "metrics.json", {
-        result.selection_metric: result.best_val_score,
+        # NaN (an AUROC undefined on every class of a tiny validation set) is written as null
+        result.selection_metric: (None if math.isnan(result.best_val_score)
+                                  else result.best_val_score),
         "selected_stage": result.best_stage,
         "training_seconds": round(training_seconds, 1),
         "num_prototypes": len(result.records),
