@@ -27,6 +27,8 @@ from typing import Any, Literal
 import yaml
 
 from protoexplain.config_schema import ConfigError, build, to_dict
+from prototypes.losses import LossCoefficients
+from prototypes.training import LearningRates
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_override", "save_config"]
 
@@ -80,31 +82,6 @@ class ModelConfig:
 
 
 @dataclass
-class LearningRateConfig:
-    """Per-group learning rates of the original (``settings.py``)."""
-
-    joint_features: float = 1e-4
-    joint_add_on: float = 3e-3
-    joint_prototypes: float = 3e-3
-    joint_step_size: int = 5
-    joint_gamma: float = 0.1
-    warm_add_on: float = 3e-3
-    warm_prototypes: float = 3e-3
-    last_layer: float = 1e-4
-    weight_decay: float = 1e-3
-
-
-@dataclass
-class LossConfig:
-    """Loss coefficients of the original (``settings.py`` ``coefs``)."""
-
-    cross_entropy: float = 1.0
-    cluster: float = 0.8
-    separation: float = -0.08
-    l1: float = 1e-4
-
-
-@dataclass
 class TrainingConfig:
     """The phase schedule of the original (``main.py``)."""
 
@@ -122,9 +99,11 @@ class TrainingConfig:
     final_push: bool = False
     """Push once more after the last epoch when it was not a push epoch (the original
     does not), so the run always ends with projected prototypes."""
-    learning_rates: LearningRateConfig = field(default_factory=LearningRateConfig)
-    loss: Any = field(default_factory=LossConfig)
-    """The loss coefficients of ``model.architecture``: :class:`LossConfig` for ProtoPNet,
+    learning_rates: LearningRates = field(default_factory=LearningRates)
+    """Per-group learning rates, the original's by default (``settings.py``)."""
+    loss: Any = field(default_factory=LossCoefficients)
+    """The loss coefficients of ``model.architecture``: :class:`prototypes.LossCoefficients`
+    (the original's ``coefs``) for ProtoPNet,
     :class:`prototypes.XProtoNetLossCoefficients` for XProtoNet (see :func:`loss_section`)."""
 
 
@@ -185,7 +164,7 @@ def loss_section(architecture: str) -> type:
         from prototypes.xprotonet_losses import XProtoNetLossCoefficients
 
         return XProtoNetLossCoefficients
-    return LossConfig
+    return LossCoefficients
 
 
 def _build_config(tree: dict, source: str) -> Config:

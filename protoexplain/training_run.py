@@ -52,7 +52,6 @@ from prototypes import (
 from prototypes.backbone_pretraining import BackbonePretrainer, pretraining_loss
 from prototypes.training import (
     BatchLoss,
-    LearningRates,
     NonFiniteLossError,
     PhaseOptimizer,
     Stage,
@@ -99,11 +98,6 @@ class TrainingResult:
     best_stage: int
     selection_metric: str
     best_val_score: float
-
-
-def learning_rates(config: Config) -> LearningRates:
-    lr = config.training.learning_rates
-    return LearningRates(**to_dict(lr))
 
 
 def loss_coefficients(config: Config) -> Any:
@@ -180,7 +174,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     selection_metric = "val_auroc" if multi_label else "val_accuracy"
     classes = class_names_of(data.val) if multi_label else None
     stages = schedule(config)
-    lrs = learning_rates(config)
+    lrs = config.training.learning_rates
     coefs = loss_coefficients(config)
     optimizers = {phase: build_optimizer(model, phase, lrs)
                   for phase in ("warm", "joint", "last_layer")}
