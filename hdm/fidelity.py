@@ -8,7 +8,7 @@ from torch import Tensor
 
 from hdm.targets import Target
 
-FIDELITIES = ("abs", "squared", "cross_entropy")
+FIDELITIES = ("abs", "squared", "drop", "cross_entropy")
 NORMALIZATIONS = ("none", "reference", "evidence")
 
 
@@ -19,6 +19,9 @@ class Fidelity:
 
     - ``"abs"``: ``|s - s0| / z`` (MDM's "activation consistency").
     - ``"squared"``: ``((s - s0) / z)^2``.
+    - ``"drop"``: ``max(0, s0 - s) / z``: only a loss of score counts (a preservation
+      game in the sense of Fong & Vedaldi 2017), so a mask is not forced to keep pixels
+      whose removal raises the score.
     - ``"cross_entropy"``: ``-log p(target | masked image)``, NeuroMask's
       prediction-preserving loss (see :meth:`hdm.targets.Target.log_probability` for
       callable targets); it uses neither ``s0`` nor ``z``.
@@ -65,4 +68,8 @@ class Fidelity:
             assert baseline_score is not None
             evidence = (reference.float() - baseline_score.float()).abs().clamp_min(1e-6)
             difference = difference / evidence.repeat(repeats)
-        return difference.abs() if self.kind == "abs" else difference.pow(2)
+        if self.kind == "abs":
+            return difference.abs()
+        if self.kind == "drop":
+            return (-difference).clamp_min(0)
+        return difference.pow(2)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -20,11 +19,36 @@ def normalize_maps(maps: Tensor, eps: float = 1e-12) -> Tensor:
     return scaled.view_as(maps)
 
 
+def interpolation_matrix(size_in: int, size_out: int, like: Tensor) -> Tensor:
+    """``(size_out, size_in)`` weights of 1-D linear interpolation, ``align_corners=False``.
+
+    Output sample ``i`` reads the input at ``(i + 0.5) * size_in / size_out - 0.5``
+    (clamped at 0) from its two neighbours, as ``F.interpolate(mode="bilinear")`` does.
+    """
+    source = torch.arange(size_out, device=like.device, dtype=torch.float64) + 0.5
+    source = (source * (size_in / size_out) - 0.5).clamp_min(0)
+    low = source.floor().long().clamp(max=size_in - 1)
+    high = (low + 1).clamp(max=size_in - 1)
+    weight = source - low
+    matrix = torch.zeros(size_out, size_in, device=like.device, dtype=torch.float64)
+    rows = torch.arange(size_out, device=like.device)
+    matrix.index_put_((rows, low), 1 - weight, accumulate=True)
+    matrix.index_put_((rows, high), weight, accumulate=True)
+    return matrix.to(like.dtype)
+
+
 def resize_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear resize of ``(B, h, w)`` maps to ``(B, *size)`` (``align_corners=False``)."""
+    """Bilinear resize of ``(..., h, w)`` maps to ``(..., *size)`` (``align_corners=False``).
+
+    Computed as ``R @ maps @ C^T`` with :func:`interpolation_matrix` weights: the same
+    values as ``F.interpolate(mode="bilinear")`` (no antialiasing), with a forward and
+    backward pass several times faster on CPUs (two small matrix products).
+    """
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
-    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    rows = interpolation_matrix(maps.shape[-2], size[0], maps)
+    columns = interpolation_matrix(maps.shape[-1], size[1], maps)
+    return rows @ maps @ columns.T
 
 
 def otsu_thresholds(maps: Tensor, bins: int = 256) -> Tensor:
@@ -55,3 +79,15 @@ def otsu_thresholds(maps: Tensor, bins: int = 256) -> Tensor:
     between = weight_low * weight_high * (mean_low - mean_high) ** 2
     best = between.argmax(dim=1)
     return ((best + 1).float() / bins).to(maps.dtype)
+
+
+STACKINGS = ("mean", "product")
+
+
+def stack_masks(masks: Tensor, stacking: str) -> Tensor:
+    """Combine ``(S, B, H, W)`` masks into ``(B, H, W)``: arithmetic or geometric mean."""
+    if stacking == "mean":
+        return masks.mean(dim=0)
+    if stacking == "product":
+        return masks.clamp_min(1e-12).log().mean(dim=0).exp()
+    raise ValueError(f"stacking must be one of {STACKINGS}, got {stacking!r}")

@@ -53,7 +53,8 @@ class NeuroMask(Explainer):
         blur_sigma: sigma of the ``"blur"`` baseline.
         fidelity: ``"cross_entropy"`` as the official code, or ``"abs"`` / ``"squared"``.
         seed: seed of the random initial mask (shared by all samples of a batch).
-        mixed_precision: bfloat16 autocast of the model on CUDA.
+        mixed_precision: bfloat16 autocast of the model on CUDA (off by default: not yet
+            validated on a GPU).
         progress: tqdm bar over steps.
     """
 

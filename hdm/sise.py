@@ -92,34 +92,39 @@ class SISE(Explainer):
     def layer_map(
         self, images: Tensor, target: Target, activation: Tensor, gradient: Tensor
     ) -> Tensor:
-        """``V^l`` ``(B, H, W)``: kept feature maps as masks, weighted by the masked score."""
+        """``V^l`` ``(B, H, W)``: kept feature maps as masks, weighted by the masked score.
+
+        Samples keep different channels. Forward pass ``r`` masks every sample with its
+        own ``r``-th kept channel (a zero-weight filler once a sample has run out), so the
+        batch costs ``max_b(kept_b)`` passes of ``B`` images rather than one pass per
+        channel kept by any sample.
+        """
         batch, _, height, width = images.shape
         alpha = gradient.mean(dim=(2, 3))
         keep = (alpha > 0) & (
             alpha > self.gradient_threshold * alpha.max(dim=1, keepdim=True).values
         )
-        channels = keep.any(dim=0).nonzero().flatten()
+        kept = keep.sum(dim=1)
+        order = keep.to(torch.int8).argsort(dim=1, descending=True, stable=True)
         score_of = target.probability if self.softmax else target.score
         per_chunk = max(1, self.batch_size // batch)
+        samples = torch.arange(batch, device=images.device)[:, None]
         layer_map = torch.zeros_like(images[:, 0])
         with torch.no_grad():
             for start in tqdm(
-                range(0, len(channels), per_chunk),
+                range(0, int(kept.max()), per_chunk),
                 desc="SISE",
                 disable=not self.progress,
                 leave=False,
             ):
-                chunk = channels[start : start + per_chunk]
-                maps = activation[:, chunk].flatten(0, 1)
-                masks = normalize_maps(resize_maps(maps, (height, width))).view(
-                    batch, len(chunk), height, width
-                )
+                ranks = torch.arange(start, min(start + per_chunk, int(kept.max())))
+                ranks = ranks.to(images.device)
+                maps = activation[samples, order[:, ranks]]
+                masks = normalize_maps(resize_maps(maps, (height, width)).flatten(0, 1))
+                masks = masks.view(batch, len(ranks), height, width)
                 masked = (masks.transpose(0, 1)[:, :, None] * images[None]).flatten(0, 1)
-                scores = (
-                    score_of(self.model(masked), len(chunk))
-                    .view(len(chunk), batch)
-                    .to(images.dtype)
-                )
-                weights = scores * keep[:, chunk].T.to(images.dtype)
-                layer_map += torch.einsum("cb,bchw->bhw", weights, masks)
+                scores = score_of(self.model(masked), len(ranks)).view(len(ranks), batch)
+                valid = (ranks[None] < kept[:, None]).T.to(images.dtype)
+                weights = scores.to(images.dtype) * valid
+                layer_map += torch.einsum("rb,brhw->bhw", weights, masks)
         return layer_map

@@ -9,12 +9,13 @@ import hdm
 from hdm.constraints import Clamp, Sigmoid
 from hdm.engine import MaskOptimizer, grid_shape
 from hdm.fidelity import Fidelity
-from hdm.hooks import explaining
+from hdm.hooks import explaining, record_activations
 from hdm.layers import block_ends, last_convolution, resolve_layers
-from hdm.maps import normalize_maps, otsu_thresholds
+from hdm.maps import normalize_maps, otsu_thresholds, resize_maps
 from hdm.optimizers import TFRMSprop
 from hdm.perturbation import blend, gaussian_blur, make_baseline
 from hdm.regularizers import LaplacianSmoothness, MaskArea, ParameterSparsity, TotalVariation
+from hdm.rise import render_masks, sample_grids
 from hdm.targets import Target
 from tests.hdm.hdm_models import RegionModel
 
@@ -173,3 +174,66 @@ def test_hdm_stops_after_the_first_stage_when_no_evidence_remains(small_cnn):
     one_stage = hdm.HDM(small_cnn, stages=1, **options)(images, targets)
     stopped = hdm.HDM(small_cnn, stages=3, stop_ratio=10.0, **options)(images, targets)
     torch.testing.assert_close(one_stage, stopped)
+
+
+@pytest.mark.parametrize(
+    ("size_in", "size_out"), [((4, 4), (32, 32)), ((7, 5), (48, 30)), ((48, 48), (12, 12))]
+)
+def test_resize_equals_bilinear_interpolation(size_in, size_out):
+    maps = torch.rand(3, *size_in)
+    expected = torch.nn.functional.interpolate(
+        maps[:, None], size=size_out, mode="bilinear", align_corners=False
+    )
+    torch.testing.assert_close(resize_maps(maps, size_out), expected[:, 0])
+
+
+def test_sise_layer_map_weighs_each_kept_feature_map_by_its_masked_score(small_cnn):
+    images = torch.rand(2, 3, 32, 32)
+    targets = torch.tensor([1, 3])
+    layer = small_cnn.features[4]
+    with explaining(small_cnn):
+        inputs = images.clone().requires_grad_(True)
+        with torch.enable_grad(), record_activations([layer]) as recorded:
+            output = small_cnn(inputs)
+            activation = recorded[0]
+            (gradient,) = torch.autograd.grad(output[torch.arange(2), targets].sum(), activation)
+        target = Target(targets, batch_size=2, device=images.device)
+        sise = hdm.SISE(small_cnn, batch_size=6)
+        layer_map = sise.layer_map(images, target, activation.detach(), gradient)
+        for b in range(2):
+            expected = torch.zeros(32, 32)
+            for channel in (gradient[b].mean(dim=(1, 2)) > 0).nonzero().flatten():
+                mask = normalize_maps(resize_maps(activation[b, channel][None].detach(), (32, 32)))
+                score = small_cnn(images[b : b + 1] * mask).softmax(dim=1)[0, targets[b]]
+                expected += score * mask[0]
+            torch.testing.assert_close(layer_map[b], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_rise_is_the_score_weighted_mean_of_its_masks(small_cnn):
+    images = torch.rand(2, 3, 32, 32)
+    targets = torch.tensor([0, 2])
+    rise = hdm.RISE(small_cnn, num_masks=10, cells=4, probability=0.5, batch_size=6, seed=3)
+    with explaining(small_cnn):
+        raw = rise.explain(images, Target(targets, batch_size=2, device=images.device))
+        grids, shifts = sample_grids(10, 4, 0.5, torch.Generator().manual_seed(3))
+        masks = render_masks(grids, shifts, (32, 32), images.dtype, images.device)
+        scores = torch.stack([small_cnn(images * m).softmax(dim=1)[[0, 1], targets] for m in masks])
+    expected = torch.einsum("nb,nhw->bhw", scores, masks) / (10 * 0.5)
+    torch.testing.assert_close(raw, expected)
+    assert masks.shape == (10, 32, 32)
+    assert float(masks.min()) > -1e-6 and float(masks.max()) < 1 + 1e-6
+
+
+def test_gradcam_is_the_relu_of_gradient_weighted_activations(small_cnn):
+    images = torch.rand(2, 3, 32, 32)
+    targets = torch.tensor([4, 1])
+    layer = small_cnn.features[3]
+    with explaining(small_cnn):
+        inputs = images.clone().requires_grad_(True)
+        with torch.enable_grad(), record_activations([layer]) as recorded:
+            output = small_cnn(inputs)
+            (gradient,) = torch.autograd.grad(output[[0, 1], targets].sum(), recorded[0])
+    weights = gradient.mean(dim=(2, 3), keepdim=True)
+    cam = (weights * recorded[0]).sum(dim=1).relu().detach()
+    expected = normalize_maps(resize_maps(cam, (32, 32)))
+    torch.testing.assert_close(hdm.GradCAM(small_cnn, layers=[layer])(images, targets), expected)

@@ -3,11 +3,12 @@
 Thresholds (box = 144 of 1024 pixels, 14% of the image; measured values in brackets on
 the fixtures' images):
 
-- Energy inside the box >= 0.5 ("most of the saliency energy") for the mask methods and
-  the feature-map methods [MDM 0.59-0.61, HDM 0.60, NeuroMask 0.60-0.61, Grad-CAM
-  0.68-0.71, SISE 0.64-0.65]. RISE is a Monte-Carlo estimate whose background, the mean
-  score plus sampling noise, stays well above zero after min-max scaling, so it is held to
-  1.5x the box's area share (0.21) [0.24-0.25 with 1000 masks].
+- Energy inside the box >= 0.5 ("most of the saliency energy") for NeuroMask and the
+  feature-map methods [NeuroMask 0.60-0.61, Grad-CAM 0.68-0.71, SISE 0.64-0.65], and
+  >= 0.75 for MDM and HDM, to guard their tuned defaults [MDM 1.00, HDM 1.00].
+  RISE is a Monte-Carlo estimate whose background, the mean score plus sampling noise,
+  stays well above zero after min-max scaling, so it is held to 1.5x the box's area
+  share (0.21) [0.24-0.25 with 1000 masks].
 - Pointing game with tolerance 3 px (the maximum lies within 2 px of the box): Grad-CAM
   and SISE read feature maps whose receptive fields reach 2 px beyond the box.
 - Model randomisation (Adebayo et al., "Sanity checks for saliency maps", NeurIPS 2018):
@@ -24,7 +25,7 @@ from hdm.metrics import energy_pointing_game, pointing_game
 from tests.hdm.hdm_methods import FAST, build
 from tests.hdm.hdm_models import BOX, SpatialCNN, box_regions
 
-ENERGY_THRESHOLD = {"mdm": 0.5, "hdm": 0.5, "neuromask": 0.5, "gradcam": 0.5, "sise": 0.5}
+ENERGY_THRESHOLD = {"mdm": 0.75, "hdm": 0.75, "neuromask": 0.5, "gradcam": 0.5, "sise": 0.5}
 BOX_SHARE = (BOX[1] - BOX[0]) * (BOX[3] - BOX[2]) / 32**2
 
 
