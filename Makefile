@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check protoexplain prototypes hdm tests benchmarks
 
 bench: $(STAMP)
-	$(PY) benchmarks/hdm_speed.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/hdm_speed.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
