@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.prototypes.tiny_protopnet import make_batches, make_model
 
 from prototypes import ProtoPNet
+from tests.prototypes.tiny_protopnet import make_batches, make_model
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from tests.prototypes.tiny_protopnet import make_model
 
 from prototypes import LOCALIZATION_METHODS, Localization, high_activation_box, localize
 from prototypes.localization import min_max_normalise, upsample_maps
 from prototypes.receptive_field import receptive_field_box
+from tests.prototypes.tiny_protopnet import make_model
 
 
 def _direct_box(activation: np.ndarray, percentile: float = 95) -> tuple[int, int, int, int]:

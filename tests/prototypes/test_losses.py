@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
-from tests.prototypes.tiny_protopnet import make_model
 
 from prototypes import LossCoefficients, ProtoPNetOutput, protopnet_loss
+from tests.prototypes.tiny_protopnet import make_model
 
 
 def _output(min_distances, logits):

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from tests.prototypes.tiny_protopnet import make_model
 from torch import nn
 
 from prototypes import ProtoPNet
 from prototypes.model import build_add_on_layers
+from tests.prototypes.tiny_protopnet import make_model
 
 
 def test_output_shapes(tiny_model):

@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
-from tests.prototypes.tiny_protopnet import make_batches, make_model
 
 from prototypes import ProjectionRecord, push, receptive_field_box
+from tests.prototypes.tiny_protopnet import make_batches, make_model
 
 
 def _all_latents(model, batches):
