@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.protoexplain-installed
-RUN    ?= runs/demo
 
 .PHONY: setup demo test test-fast lint bench clean
 
@@ -19,8 +18,9 @@ $(STAMP): pyproject.toml
 	@bash scripts/install_data.sh
 	touch $@
 
+# Writes runs/demo (runs/demo-2, -3, ... when taken: no earlier run is overwritten).
 demo: $(STAMP)
-	$(VENV)/bin/protoexplain demo --out $(RUN)
+	$(VENV)/bin/protoexplain demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q
