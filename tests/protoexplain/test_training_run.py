@@ -176,3 +176,12 @@ def test_cli_refuses_to_overwrite_a_run_and_names_bad_keys(tmp_path, capsys):
 def test_evaluate_names_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_demo_picks_the_next_free_run_directory(tmp_path):
+    from protoexplain.cli import _first_free
+
+    assert _first_free(tmp_path / "demo") == tmp_path / "demo"
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo-2").mkdir()
+    assert _first_free(tmp_path / "demo") == tmp_path / "demo-3"
