@@ -16,8 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prototypes.backbones import build_backbone
-from prototypes.receptive_field import image_size_pair, trace_receptive_field
+from prototypes.prototype_network import PrototypeNetwork
 from prototypes.similarity import ACTIVATIONS, distance_to_similarity, squared_l2_distances
 
 __all__ = ["ADD_ON_TYPES", "IMAGENET_MEAN", "IMAGENET_STD", "ProtoPNet", "ProtoPNetOutput",
@@ -72,7 +71,7 @@ def build_add_on_layers(kind: str, in_channels: int, prototype_dim: int) -> nn.S
     return nn.Sequential(*layers)
 
 
-class ProtoPNet(nn.Module):
+class ProtoPNet(PrototypeNetwork):
     """ProtoPNet with ``prototypes_per_class`` prototypes of ``prototype_dim`` x 1 x 1 per class.
 
     Args:
@@ -111,62 +110,19 @@ class ProtoPNet(nn.Module):
                  pretrained: str | Path | None = None,
                  backbone_options: Mapping[str, Any] | None = None) -> None:
         super().__init__()
-        if num_classes < 1 or prototypes_per_class < 1 or prototype_dim < 1:
-            raise ValueError("num_classes, prototypes_per_class and prototype_dim must be >= 1, "
-                             f"got {num_classes}, {prototypes_per_class}, {prototype_dim}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"mean and std need 3 values (std > 0), got {mean} and {std}")
-
-        self.backbone_name = backbone
-        self.num_classes = num_classes
-        self.prototypes_per_class = prototypes_per_class
-        self.num_prototypes = num_classes * prototypes_per_class
-        self.prototype_dim = prototype_dim
+        trunk_channels = self._build_trunk(backbone, num_classes, prototypes_per_class,
+                                           prototype_dim, mean, std, image_size, pretrained,
+                                           backbone_options)
         self.activation = activation
         self.epsilon = epsilon
-        self.image_size = image_size_pair(image_size)
-
-        self.features, trunk_channels = build_backbone(backbone, pretrained,
-                                                       **dict(backbone_options or {}))
-        self.receptive_field, self.latent_size = trace_receptive_field(self.features,
-                                                                       self.image_size)
         self.add_on_layers = build_add_on_layers(add_on, trunk_channels, prototype_dim)
         self.prototype_vectors = nn.Parameter(
             torch.rand(self.num_prototypes, prototype_dim, 1, 1))
         self.last_layer = nn.Linear(self.num_prototypes, num_classes, bias=False)
 
-        identity = torch.zeros(self.num_prototypes, num_classes)
-        identity[torch.arange(self.num_prototypes),
-                 torch.arange(self.num_prototypes) // prototypes_per_class] = 1
-        self.register_buffer("prototype_class_identity", identity)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
-
-        for module in self.add_on_layers.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
-        self.set_last_layer_incorrect_connection(incorrect_class_connection)
-
-    @property
-    def prototype_classes(self) -> torch.Tensor:
-        """(P,) class index of each prototype."""
-        return self.prototype_class_identity.argmax(dim=1)
-
-    def set_last_layer_incorrect_connection(self, incorrect_strength: float) -> None:
-        """Last-layer weights: 1 from a prototype to its own class, ``incorrect_strength``
-        to the others (the original's ``set_last_layer_incorrect_connection``)."""
-        own = self.prototype_class_identity.t()
-        with torch.no_grad():
-            self.last_layer.weight.copy_(own + incorrect_strength * (1 - own))
-
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """``(images - mean) / std`` per channel; ``images`` (B, 3, H, W) in [0, 1]."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
-        return (images - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+        self._finish(mean, std, incorrect_class_connection)
 
     def latent(self, images: torch.Tensor) -> torch.Tensor:
         """(B, D, h, w) latent map of images (B, 3, H, W) in [0, 1]: trunk then add-on."""

@@ -46,9 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prototypes.backbones import build_backbone
 from prototypes.model import IMAGENET_MEAN, IMAGENET_STD, build_add_on_layers
-from prototypes.receptive_field import image_size_pair, trace_receptive_field
+from prototypes.prototype_network import PrototypeNetwork
 
 __all__ = ["LAST_LAYER_TYPES", "LATENT_ACTIVATIONS", "XProtoNet", "XProtoNetOutput",
            "build_occurrence_module", "cosine_similarities", "occurrence_pooling"]
@@ -126,7 +125,7 @@ def cosine_similarities(features: torch.Tensor, prototypes: torch.Tensor,
     return F.cosine_similarity(features, prototypes.unsqueeze(0), dim=2, eps=epsilon)
 
 
-class XProtoNet(nn.Module):
+class XProtoNet(PrototypeNetwork):
     """XProtoNet with ``prototypes_per_class`` prototypes of dimension ``prototype_dim`` per
     class; see the module docstring for the architecture and its sources.
 
@@ -175,30 +174,16 @@ class XProtoNet(nn.Module):
                  pretrained: str | Path | None = None,
                  backbone_options: Mapping[str, Any] | None = None) -> None:
         super().__init__()
-        if num_classes < 1 or prototypes_per_class < 1 or prototype_dim < 1:
-            raise ValueError("num_classes, prototypes_per_class and prototype_dim must be >= 1, "
-                             f"got {num_classes}, {prototypes_per_class}, {prototype_dim}")
         if last_layer not in LAST_LAYER_TYPES:
             raise ValueError(f"unknown last_layer {last_layer!r}; choose one of "
                              f"{LAST_LAYER_TYPES}")
         if latent_activation not in LATENT_ACTIVATIONS:
             raise ValueError(f"unknown latent_activation {latent_activation!r}; choose one of "
                              f"{LATENT_ACTIVATIONS}")
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"mean and std need 3 values (std > 0), got {mean} and {std}")
-
-        self.backbone_name = backbone
-        self.num_classes = num_classes
-        self.prototypes_per_class = prototypes_per_class
-        self.num_prototypes = num_classes * prototypes_per_class
-        self.prototype_dim = prototype_dim
+        trunk_channels = self._build_trunk(backbone, num_classes, prototypes_per_class,
+                                           prototype_dim, mean, std, image_size, pretrained,
+                                           backbone_options)
         self.last_layer_type = last_layer
-        self.image_size = image_size_pair(image_size)
-
-        self.features, trunk_channels = build_backbone(backbone, pretrained,
-                                                       **dict(backbone_options or {}))
-        self.receptive_field, self.latent_size = trace_receptive_field(self.features,
-                                                                       self.image_size)
         feature_module = build_add_on_layers(add_on, trunk_channels, prototype_dim)
         if latent_activation == "linear":
             feature_module = feature_module[:-1]
@@ -210,21 +195,8 @@ class XProtoNet(nn.Module):
         self.prototype_vectors = nn.Parameter(torch.rand(self.num_prototypes, prototype_dim))
         self.last_layer = nn.Linear(self.num_prototypes, num_classes, bias=False)
 
-        identity = torch.zeros(self.num_prototypes, num_classes)
-        identity[torch.arange(self.num_prototypes),
-                 torch.arange(self.num_prototypes) // prototypes_per_class] = 1
-        self.register_buffer("prototype_class_identity", identity)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
-
-        for module in self.add_on_layers.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
-        own = identity.t()
-        off_class = 0.0 if last_layer == "own_class" else incorrect_class_connection
-        with torch.no_grad():
-            self.last_layer.weight.copy_(own + off_class * (1 - own))
+        self._finish(mean, std,
+                     0.0 if last_layer == "own_class" else incorrect_class_connection)
 
     @property
     def feature_module(self) -> nn.Module:
@@ -235,17 +207,6 @@ class XProtoNet(nn.Module):
     def occurrence_module(self) -> nn.Module:
         """The head giving the occurrence maps ``M(x)`` (B, P, h, w)."""
         return self.add_on_layers["occurrence"]
-
-    @property
-    def prototype_classes(self) -> torch.Tensor:
-        """(P,) class index of each prototype."""
-        return self.prototype_class_identity.argmax(dim=1)
-
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """``(images - mean) / std`` per channel; ``images`` (B, 3, H, W) in [0, 1]."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
-        return (images - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
 
     def occurrence(self, images: torch.Tensor) -> torch.Tensor:
         """(B, P, h, w) occurrence maps of images (B, 3, H, W) in [0, 1] (skips the feature
