@@ -47,17 +47,23 @@ _OLD_DENSENET_KEY = re.compile(
 )
 
 
-def small_cnn(width: int = 32) -> nn.Sequential:
+def small_cnn(width: int = 32, pools: int = 3) -> nn.Sequential:
     """A small CPU-friendly trunk: conv(w), pool, conv(2w), pool, conv(4w), pool, conv(4w).
 
     Every conv is 3x3 (padding 1) + BatchNorm + ReLU; every pool is a 2x2 max-pool, so the
-    total stride is 8 (64 px -> 8x8 latent). ``width=32`` gives about 240k parameters; tests
-    use ``width`` 2-4. Convolutions use the same Kaiming (fan-out) init as torchvision's
-    ResNet and VGG.
+    total stride is ``2 ** pools``: 8 by default (64 px -> 8x8 latent). Each pool beyond the
+    third adds another pool + conv(4w), so ``pools=4`` gives stride 16 (64 px -> 4x4 latent,
+    a latent cell of a quarter of the image, coarser than ResNet's 7x7 at 224 px).
+    ``width=32`` gives about 240k parameters; tests use ``width`` 2-4. Convolutions use the
+    same Kaiming (fan-out) init as torchvision's ResNet and VGG.
     """
     if width < 1:
         raise ValueError(f"small_cnn: width must be >= 1, got {width}")
-    plan = [width, "pool", 2 * width, "pool", 4 * width, "pool", 4 * width]
+    if pools < 1:
+        raise ValueError(f"small_cnn: pools must be >= 1, got {pools}")
+    plan: list[int | str] = [width]
+    for level in range(1, pools + 1):
+        plan += ["pool", min(2 ** level, 4) * width]
     layers: list[nn.Module] = []
     in_channels = 3
     for item in plan:

@@ -27,6 +27,24 @@ def test_small_cnn_has_stride_8_and_a_few_hundred_thousand_parameters():
     assert features(torch.rand(1, 3, 64, 64)).shape == (1, channels, 8, 8)
 
 
+def test_small_cnn_pools_set_the_stride_and_three_pools_is_the_default_trunk():
+    torch.manual_seed(0)
+    default = build_backbone("small_cnn", width=2)[0]
+    torch.manual_seed(0)
+    three = build_backbone("small_cnn", width=2, pools=3)[0]
+    assert str(default) == str(three)
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(),
+                                                 three.state_dict().values(), strict=True))
+    coarse, channels = build_backbone("small_cnn", width=2, pools=4)
+    assert coarse(torch.rand(1, 3, 64, 64)).shape == (1, channels, 4, 4)
+    assert channels == 8  # widths w, 2w, 4w, 4w, 4w
+    field, latent_size = trace_receptive_field(coarse, (64, 64))
+    # One more pool (38 + 8 = 46, jump 16) and 3x3 conv (46 + 2 * 16 = 78) than the default.
+    assert (field.jump, field.size, latent_size) == (16, 78, (4, 4))
+    with pytest.raises(ValueError, match="pools must be >= 1"):
+        build_backbone("small_cnn", pools=0)
+
+
 @pytest.mark.parametrize(("name", "channels", "last"), [
     ("resnet18", 512, "Sequential"), ("resnet34", 512, "Sequential"),
     ("resnet50", 2048, "Sequential"), ("vgg16", 512, "MaxPool2d"), ("densenet121", 1024, "ReLU"),
