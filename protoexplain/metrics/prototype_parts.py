@@ -38,8 +38,8 @@ def occlusion_scores(score: Callable[[Tensor], Tensor], images: Tensor, part_mas
     """Relative similarity drop when each part is filled: float (B, N).
 
     score: images (N * B, C, H, W) -> (N * B,) the pairs' prototype similarities, part-major;
-    images: (B, C, H, W); part_masks: bool (B, N, H, W); fill: (C,) or (B, C); reference: (B,)
-    unperturbed similarities. Returns ``(reference - s') / |reference|``.
+    images: (B, C, H, W); part_masks: bool (B, N, H, W); fill: see :func:`fill_pixels`;
+    reference: (B,) unperturbed similarities. Returns ``(reference - s') / |reference|``.
     """
     masks = part_masks.transpose(0, 1)  # (N, B, H, W)
     perturbed = score(fill_pixels(images, masks, fill)).view(masks.shape[:2]).transpose(0, 1)

@@ -66,10 +66,13 @@ def relevance(top_masks: Tensor, object_mask: Tensor) -> Tensor:
 def fill_pixels(images: Tensor, masks: Tensor, fill: Tensor) -> Tensor:
     """Copies of ``images`` with masked pixels replaced by ``fill``.
 
-    images: (B, C, H, W); masks: bool (A, B, H, W); fill: (C,) or (B, C) per-channel values.
-    Returns (A * B, C, H, W), fraction-major (rows ``a B .. a B + B - 1`` use mask ``a``).
+    images: (B, C, H, W); masks: bool (A, B, H, W); fill: (C,) or (B, C) per-channel values,
+    or (B, C, H, W) replacement images. Returns (A * B, C, H, W), fraction-major (rows
+    ``a B .. a B + B - 1`` use mask ``a``).
     """
-    fill = fill.to(images).view(-1, images.shape[1], 1, 1)
+    fill = fill.to(images)
+    if fill.ndim != 4:
+        fill = fill.view(-1, images.shape[1], 1, 1)
     mask = masks.unsqueeze(2)
     filled = torch.where(mask, fill.unsqueeze(0), images.unsqueeze(0))
     return filled.flatten(0, 1)
@@ -80,8 +83,8 @@ def fidelity_drop(score: Callable[[Tensor], Tensor], images: Tensor, top_masks: 
     """Relative drop of a score when the selected pixels are replaced by ``fill``: (A, B).
 
     score: images (A * B, C, H, W) -> (A * B,) scores of the pairs' prototypes, repeated
-    fraction-major; images: (B, C, H, W); top_masks: bool (A, B, H, W); fill: (C,) or (B, C);
-    reference: (B,) the unperturbed scores. Returns ``(reference - s') / |reference|``.
+    fraction-major; images: (B, C, H, W); top_masks: bool (A, B, H, W); fill: see
+    :func:`fill_pixels`; reference: (B,) the unperturbed scores. Returns ``(reference - s') / |reference|``.
     """
     perturbed = score(fill_pixels(images, top_masks, fill)).view(top_masks.shape[:2])
     return (reference.unsqueeze(0) - perturbed) / reference.abs().clamp(min=1e-12).unsqueeze(0)

@@ -110,3 +110,26 @@ def test_benchmark_scores_a_map_on_the_finding_box_and_skips_nothing(monkeypatch
     assert results["pointing_box"] == pytest.approx((1.0 + 0.0 + 0.0) / 3)
     assert results["iou_box"] == pytest.approx((1.0 + 0.0 + 16 / 112) / 3)
     assert not any(math.isnan(v) for v in results.values())
+
+
+def test_fidelity_and_deletion_skip_pairs_whose_prototype_score_is_not_positive():
+    """A cosine of -1 (the prototype absent) has no region whose removal lowers it: the
+    pair is left out of fidelity and deletion / insertion instead of dragging them down."""
+    torch.manual_seed(0)
+    model = XProtoNet("small_cnn", 2, prototypes_per_class=1, prototype_dim=4, image_size=16,
+                      backbone_options={"width": 2}).eval()
+    images = torch.stack([BoxedImages()[i]["image"] for i in (0, 2)])
+    features = model(images).prototype_features.mean(dim=0)  # (P, D)
+    settings = LocalizationSettings(sanity=False, stability=False, similarity_at="max")
+
+    def benchmark(sign: float) -> dict[str, float]:
+        with torch.no_grad():
+            model.prototype_vectors.copy_(sign * features)
+        return run_benchmark(model, BoxedImages(), {"upsample": {}}, images_per_prototype=None,
+                             settings=settings, progress=False)["upsample"]
+
+    present = benchmark(1.0)
+    assert all(math.isfinite(present[k]) for k in ("fidelity", "deletion", "insertion"))
+    absent = benchmark(-1.0)
+    assert all(math.isnan(absent[k]) for k in ("fidelity", "deletion", "insertion"))
+    assert math.isfinite(absent["energy_box"])  # the map is still scored against the boxes

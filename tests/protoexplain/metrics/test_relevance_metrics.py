@@ -60,6 +60,17 @@ def test_fill_pixels_replaces_only_masked_pixels_per_fraction():
     assert torch.equal(filled[untouched], images.expand(2, -1, -1, -1, -1)[untouched])
 
 
+
+def test_fill_pixels_takes_replacement_images_pixel_by_pixel():
+    images = torch.rand(2, 3, 4, 4)
+    replacement = torch.rand(2, 3, 4, 4)
+    masks = torch.zeros(1, 2, 4, 4, dtype=torch.bool)
+    masks[0, 0, 1, 2] = True
+    filled = fill_pixels(images, masks, replacement)
+    assert torch.equal(filled[0, :, 1, 2], replacement[0, :, 1, 2])
+    masks_out = ~masks[0].unsqueeze(1).expand(-1, 3, -1, -1)
+    assert torch.equal(filled[masks_out], images[masks_out])
+
 def test_fidelity_is_the_relative_drop_of_the_score_when_top_pixels_take_the_fill():
     images = torch.ones(1, 1, 4, 4)  # score = sum of pixels = 16
 
