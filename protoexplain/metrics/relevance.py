@@ -84,7 +84,8 @@ def fidelity_drop(score: Callable[[Tensor], Tensor], images: Tensor, top_masks: 
 
     score: images (A * B, C, H, W) -> (A * B,) scores of the pairs' prototypes, repeated
     fraction-major; images: (B, C, H, W); top_masks: bool (A, B, H, W); fill: see
-    :func:`fill_pixels`; reference: (B,) the unperturbed scores. Returns ``(reference - s') / |reference|``.
+    :func:`fill_pixels`; reference: (B,) the unperturbed scores. Returns
+    ``(reference - s') / |reference|``.
     """
     perturbed = score(fill_pixels(images, top_masks, fill)).view(top_masks.shape[:2])
     return (reference.unsqueeze(0) - perturbed) / reference.abs().clamp(min=1e-12).unsqueeze(0)
