@@ -88,13 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         if not (run_dir / "metrics.json").exists():
             train_and_report(config, run_dir, progress=progress)
         run = load_run(run_dir)
-        accuracy = json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        # single-label runs report test accuracy, multi-label (XProtoNet) runs mean AUROC
+        quality = {key: metrics[key] for key in ("test_accuracy", "test_auroc") if key in metrics}
         results = benchmark_run(
             run, methods, images_per_prototype=args.images_per_prototype, progress=progress
         )
-        per_seed[seed] = {
-            method: {"test_accuracy": accuracy, **values} for method, values in results.items()
-        }
+        per_seed[seed] = {method: {**quality, **values} for method, values in results.items()}
     aggregated = aggregate_runs(list(per_seed.values()))
     table = aggregate_table(aggregated)
     header = (

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gzip
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,13 @@ import torch
 from torch.utils.data import Dataset
 
 from protoexplain.data.ground_truth import box_from_mask
-from protoexplain.data.splits import SPLITS, check_fraction, check_split, stratified_split
+from protoexplain.data.splits import (
+    SPLITS,
+    check_fraction,
+    check_split,
+    split_sample_count,
+    stratified_split,
+)
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 """Where Debian's ``dataset-fashion-mnist`` installs the IDX files."""
@@ -166,7 +172,8 @@ class FashionComposites(Dataset):
     of each class held out, see :func:`~protoexplain.data.splits.stratified_split`); ``test``
     uses the official 10,000 test images. Item ``i`` shows the object ``source_indices[i]``
     (an index into the official part) and is generated from ``(seed, split, i)`` alone, so it
-    is the same whatever the order of access or the worker process. ``num_samples`` (default:
+    is the same whatever the order of access or the worker process. ``num_samples`` (a count,
+    or a mapping from split name to count; default:
     one item per object of the split) takes objects in a seeded random order, starting over
     (on new backgrounds and positions) when it exceeds the split's objects.
 
@@ -195,7 +202,7 @@ class FashionComposites(Dataset):
         split: str = "train",
         *,
         image_size: int = 64,
-        num_samples: int | None = None,
+        num_samples: int | Mapping[str, int] | None = None,
         val_fraction: float = 0.1,
         seed: int = 0,
         object_scale: Sequence[float] = (0.45, 0.9),
@@ -228,8 +235,7 @@ class FashionComposites(Dataset):
             parts = stratified_split([str(i) for i in range(len(self._labels))], self._labels,
                                      val_fraction=val_fraction, seed=self.seed)
             pool = np.asarray(parts[split], dtype=np.int64)
-        if num_samples is not None and num_samples < 1:
-            raise ValueError(f"num_samples must be positive or None, got {num_samples}")
+        num_samples = split_sample_count("FashionComposites", split, num_samples, {})
         if num_samples is not None and len(pool) == 0:
             raise ValueError(f"the {split!r} split has no objects to draw {num_samples} "
                              f"samples from (val_fraction={val_fraction})")

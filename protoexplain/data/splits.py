@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 SPLITS = ("train", "val", "test")
 """The split names every data set accepts."""
@@ -30,6 +30,24 @@ def check_fraction(name: str, value: float) -> float:
     if not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must lie in [0, 1), got {value}")
     return value
+
+
+def split_sample_count(dataset: str, split: str, num_samples: int | Mapping[str, int] | None,
+                       defaults: Mapping[str, int | None]) -> int | None:
+    """The number of items of ``split``: ``num_samples`` itself, or its entry for the split
+    when it maps split names to counts (``{train: 4000, test: 800}`` in a config), else the
+    split's default (``None``: every available item). Raises ValueError naming ``dataset``
+    for an unknown split name or a count below 1."""
+    if isinstance(num_samples, Mapping):
+        unknown = set(num_samples) - set(SPLITS)
+        if unknown:
+            raise ValueError(f"{dataset}: num_samples names unknown splits {sorted(unknown)}; "
+                             f"use {', '.join(SPLITS)}")
+        num_samples = num_samples.get(split, defaults.get(split))
+    if num_samples is not None and (isinstance(num_samples, bool) or int(num_samples) != num_samples
+                                    or num_samples < 1):
+        raise ValueError(f"{dataset}: num_samples must be a whole number >= 1, got {num_samples!r}")
+    return None if num_samples is None else int(num_samples)
 
 
 def _rank_key(seed: int, key: str) -> bytes:

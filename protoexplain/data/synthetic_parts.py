@@ -36,7 +36,7 @@ from protoexplain.data.shapes import (
     similarity_transform,
     spot_polygons,
 )
-from protoexplain.data.splits import SPLITS, check_split
+from protoexplain.data.splits import SPLITS, check_split, split_sample_count
 
 PART_NAMES = ("head", "beak", "body", "wing", "tail")
 """Part order of ``part_masks`` and ``part_keypoints``; label map value = index + 1."""
@@ -293,14 +293,8 @@ class SyntheticParts(Dataset):
     ) -> None:
         if image_size < 32:
             raise ValueError(f"SyntheticParts: image_size must be >= 32, got {image_size}")
-        if isinstance(num_samples, Mapping):
-            unknown = set(num_samples) - set(SPLITS)
-            if unknown:
-                raise ValueError(f"SyntheticParts: num_samples names unknown splits "
-                                 f"{sorted(unknown)}; use {', '.join(SPLITS)}")
-            num_samples = num_samples.get(split, DEFAULT_NUM_SAMPLES.get(split))
-        if num_samples is not None and num_samples < 1:
-            raise ValueError(f"SyntheticParts: num_samples must be >= 1, got {num_samples}")
+        num_samples = split_sample_count("SyntheticParts", split, num_samples,
+                                         DEFAULT_NUM_SAMPLES)
         if clutter < 0:
             raise ValueError(f"SyntheticParts: clutter must be >= 0, got {clutter}")
         if not 0.0 <= occlusion <= 1.0:

@@ -22,6 +22,7 @@ image (cached after the first access); nothing is read or written.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from protoexplain.data.ground_truth import box_from_mask
-from protoexplain.data.splits import SPLITS, check_split
+from protoexplain.data.splits import SPLITS, check_split, split_sample_count
 
 FINDINGS = ("Nodule", "Mass", "Effusion", "Consolidation", "Pneumothorax")
 """Lesion kinds, in label order."""
@@ -118,7 +119,8 @@ class SyntheticRadiographs(Dataset):
         split: ``train``, ``val`` or ``test`` (different images for the same index).
         image_size: side in pixels (>= 32); every size is drawn from the same unit-square
             geometry.
-        num_samples: items in the split (default 2000 / 400 / 800).
+        num_samples: items in the split, or a mapping from split name to count (default
+            2000 / 400 / 800).
         max_lesions: the number of lesions is uniform in 0..max_lesions (a lesion that finds
             no free place after ``PLACEMENT_TRIES`` draws is left out, which is rare).
         noise: standard deviation of the per-pixel Gaussian noise ([0, 1] units).
@@ -134,12 +136,13 @@ class SyntheticRadiographs(Dataset):
     multi_label = True
 
     def __init__(self, root: str | Path | None = None, split: str = "train", *,
-                 image_size: int = 64, num_samples: int | None = None, max_lesions: int = 3,
-                 noise: float = 0.02, seed: int = 0, cache: bool = True) -> None:
+                 image_size: int = 64, num_samples: int | Mapping[str, int] | None = None,
+                 max_lesions: int = 3, noise: float = 0.02, seed: int = 0,
+                 cache: bool = True) -> None:
         if image_size < 32:
             raise ValueError(f"SyntheticRadiographs: image_size must be >= 32, got {image_size}")
-        if num_samples is not None and num_samples < 1:
-            raise ValueError(f"SyntheticRadiographs: num_samples must be >= 1, got {num_samples}")
+        num_samples = split_sample_count("SyntheticRadiographs", split, num_samples,
+                                         DEFAULT_NUM_SAMPLES)
         if max_lesions < 0:
             raise ValueError(f"SyntheticRadiographs: max_lesions must be >= 0, got {max_lesions}")
         if noise < 0:

@@ -127,6 +127,10 @@ def test_train_and_val_divide_the_official_training_set_and_test_uses_the_test_s
     assert sorted(test.source_indices) == list(range(20))
     repeated = FashionComposites(official, "val", val_fraction=0.2, num_samples=30)
     assert len(repeated) == 30 and set(repeated.source_indices) == set(val.source_indices)
+    per_split = {"train": 7, "test": 3}  # as a config's {train: 7, test: 3}
+    assert len(FashionComposites(official, "train", num_samples=per_split)) == 7
+    assert len(FashionComposites(official, "test", num_samples=per_split)) == 3
+    assert len(FashionComposites(official, "val", val_fraction=0.2, num_samples=per_split)) == 10
 
 
 def test_paste_object_changes_exactly_the_masked_pixels():

@@ -1,6 +1,6 @@
 import pytest
 
-from protoexplain.data.splits import check_split, stratified_split
+from protoexplain.data.splits import check_split, split_sample_count, stratified_split
 
 
 def _data(per_class=(20, 10, 3)):
@@ -50,3 +50,17 @@ def test_fractions_must_leave_room_for_training():
 def test_unknown_split_is_rejected_with_the_allowed_values():
     with pytest.raises(ValueError, match="'train', 'val', 'test'"):
         check_split("validation")
+
+
+def test_sample_count_is_a_number_or_the_splits_entry_or_its_default():
+    defaults = {"train": 20, "val": 5, "test": None}
+    assert split_sample_count("Set", "train", 8, defaults) == 8
+    assert split_sample_count("Set", "train", {"train": 12}, defaults) == 12
+    assert split_sample_count("Set", "val", {"train": 12}, defaults) == 5
+    assert split_sample_count("Set", "test", {"train": 12}, defaults) is None
+    assert split_sample_count("Set", "test", None, defaults) is None
+    with pytest.raises(ValueError, match=r"Set: num_samples names unknown splits \['tran'\]"):
+        split_sample_count("Set", "train", {"tran": 5}, defaults)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="Set: num_samples must be a whole number >= 1"):
+            split_sample_count("Set", "train", bad, defaults)
