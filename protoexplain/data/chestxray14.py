@@ -290,9 +290,18 @@ class ChestXray14(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def annotation(self, index: int) -> dict[str, Any]:
+        """``label`` and ``box_labels`` of an item without reading its image (pair selection
+        walks the split looking for images with boxes of given findings)."""
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
+        record = self.records[index]
+        label = torch.zeros(self.num_classes, dtype=torch.float32)
+        label[list(record.findings)] = 1.0
+        return {"label": label, "box_labels": torch.tensor(record.box_findings, dtype=torch.long)}
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.annotation(index)
         record = self.records[index]
         image = read_image(self._files[record.name])
         height, width = image.shape[-2:]
@@ -300,15 +309,7 @@ class ChestXray14(Dataset):
                              dtype=torch.float32) / BOX_REFERENCE_SIZE
         boxes = torch.tensor(record.boxes, dtype=torch.float32).reshape(-1, 4) * scale
         limits = torch.tensor([height, height, width, width], dtype=torch.float32)
-        label = torch.zeros(self.num_classes, dtype=torch.float32)
-        label[list(record.findings)] = 1.0
-        item: dict[str, Any] = {
-            "image": image,
-            "label": label,
-            "index": index,
-            "boxes": torch.minimum(boxes.clamp(min=0.0), limits),
-            "box_labels": torch.tensor(record.box_findings, dtype=torch.long),
-        }
+        item.update(image=image, index=index, boxes=torch.minimum(boxes.clamp(min=0.0), limits))
         if self.image_size is not None:
             item = geometry.resize(item, self.image_size)
         return item

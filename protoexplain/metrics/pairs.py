@@ -78,7 +78,9 @@ def select_class_images(dataset: Dataset, classes: Sequence[int], images_per_cla
     (all of them when ``None``), walking the data set in the order drawn from ``seed``.
 
     Multi-label items (multi-hot ``label``) count for each positive class; with
-    ``require_box``, only for the positive classes that label one of the item's boxes.
+    ``require_box``, only for the positive classes that label one of the item's boxes. A data
+    set with an ``annotation(index)`` method (``label`` and ``box_labels`` without the image,
+    e.g. :class:`~protoexplain.data.ChestXray14`) is walked through it, reading no image.
     """
     if images_per_class is not None and images_per_class < 1:
         raise ValueError(f"images_per_prototype must be >= 1 or None, got {images_per_class}")
@@ -86,8 +88,9 @@ def select_class_images(dataset: Dataset, classes: Sequence[int], images_per_cla
     chosen: dict[int, list[int]] = {c: [] for c in sorted(wanted)}
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     cap = len(dataset) if images_per_class is None else images_per_class
+    annotation = getattr(dataset, "annotation", dataset.__getitem__)
     for index in tqdm(order.tolist(), desc="choosing images", disable=not progress):
-        for label in _counted_classes(dataset[index], require_box):
+        for label in _counted_classes(annotation(index), require_box):
             if label in wanted and len(chosen[label]) < cap:
                 chosen[label].append(index)
         if all(len(v) >= cap for v in chosen.values()):

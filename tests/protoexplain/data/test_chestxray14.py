@@ -11,6 +11,7 @@ import torch
 from protoexplain.data import ChestXray14
 from protoexplain.data.chestxray14 import FINDINGS, ChestXrayFormatError
 from protoexplain.data.image_io import ImageReadError
+from protoexplain.metrics.pairs import select_class_images
 
 ENTRY_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
                 "View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],")
@@ -166,6 +167,20 @@ def test_only_with_boxes_keeps_the_localization_subset(release):
     without = ChestXray14(release.root, "test", boxes=False, image_size=16)
     assert all(without[i]["boxes"].shape == (0, 4) for i in range(len(without)))
 
+
+
+def test_annotation_gives_label_and_box_findings_without_reading_the_image(fresh):
+    data = ChestXray14(fresh.root, "test", image_size=16)
+    expected = [data[i] for i in range(len(data))]
+    for path in data.paths:
+        path.write_bytes(b"not a png")  # any image read would now fail
+    for index, item in enumerate(expected):
+        annotation = data.annotation(index)
+        assert torch.equal(annotation["label"], item["label"])
+        assert torch.equal(annotation["box_labels"], item["box_labels"])
+    chosen = select_class_images(data, range(data.num_classes), 1, require_box=True,
+                                 progress=False)
+    assert any(chosen.values())  # pair selection went through annotation() alone
 
 def test_a_missing_image_file_is_named(fresh):
     fresh.path("00000010_001.png").unlink()
