@@ -24,7 +24,7 @@ import skimage.data
 import torch
 from torch.utils.data import Dataset
 
-from protoexplain.data.ground_truth import box_from_mask
+from protoexplain.data.ground_truth import box_from_mask, keypoints_from_masks
 from protoexplain.data.splits import (
     SPLITS,
     check_fraction,
@@ -52,6 +52,35 @@ TEXTURES = ("brick", "grass", "gravel")
 """scikit-image texture photographs (grey, 512 x 512, CC0) used as backgrounds."""
 
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+GRID_NAMES = {3: (("top", "middle", "bottom"), ("left", "centre", "right"))}
+"""Row and column names of the 3 x 3 grid parts."""
+
+
+def grid_part_names(grid: int) -> tuple[str, ...]:
+    """Names of the ``grid`` x ``grid`` parts, row-major: ``"top-left"`` ... for 3, else
+    ``"r0c0"`` ..."""
+    if grid in GRID_NAMES:
+        rows, columns = GRID_NAMES[grid]
+        return tuple(f"{row}-{column}" for row in rows for column in columns)
+    return tuple(f"r{i}c{j}" for i in range(grid) for j in range(grid))
+
+
+def grid_cells(size: int, top: int, left: int, side: int, grid: int,
+               flipped: bool) -> torch.Tensor:
+    """bool (grid * grid, size, size): the cells of a ``grid`` x ``grid`` division of the
+    pasted ``side`` x ``side`` object frame at (top, left), row-major in the *source* frame's
+    columns (a horizontally flipped object keeps its part names: the sleeve that was on the
+    left is still ``*-left``)."""
+    edges = [round(side * k / grid) for k in range(grid + 1)]
+    cells = torch.zeros(grid * grid, size, size, dtype=torch.bool)
+    for i in range(grid):
+        for j in range(grid):
+            column = grid - 1 - j if flipped else j
+            cells[i * grid + j, top + edges[i]:top + edges[i + 1],
+                  left + edges[column]:left + edges[column + 1]] = True
+    return cells
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -173,9 +202,9 @@ class FashionComposites(Dataset):
     uses the official 10,000 test images. Item ``i`` shows the object ``source_indices[i]``
     (an index into the official part) and is generated from ``(seed, split, i)`` alone, so it
     is the same whatever the order of access or the worker process. ``num_samples`` (a count,
-    or a mapping from split name to count; default:
-    one item per object of the split) takes objects in a seeded random order, starting over
-    (on new backgrounds and positions) when it exceeds the split's objects.
+    or a mapping from split name to count; default: one item per object of the split) takes
+    objects in a seeded random order, starting over (on new backgrounds and positions) when it
+    exceeds the split's objects.
 
     Generation of one item (image side S = ``image_size``):
 
@@ -194,6 +223,14 @@ class FashionComposites(Dataset):
     Items: ``image`` (3, S, S) float32 in [0, 1], ``label``, ``index``, ``object_mask`` (S, S)
     bool, ``boxes`` (1, 4) float32 tight around the mask (y0, y1, x0, x1; (0, 4) for an
     object with no pixel above the threshold).
+
+    Garments have no annotated parts, so with ``grid_parts`` = g > 0 (default 3) the object
+    frame is divided into g x g cells that stand in for them: Fashion-MNIST centres and
+    scales every object in its 28 x 28 frame, so a cell is the same region of a garment
+    across images (``top-centre``: the collar or waistband; ``bottom-*``: hems, soles).
+    Items then also carry ``part_masks`` (g * g, S, S) bool (cell and object mask),
+    ``part_names`` and ``part_keypoints`` (g * g, 3) x, y, visible (centre of the part's
+    pixels), which give Huang et al.'s consistency and stability and the part metrics.
     """
 
     def __init__(
@@ -208,6 +245,7 @@ class FashionComposites(Dataset):
         object_scale: Sequence[float] = (0.45, 0.9),
         mask_threshold: float = 10.0,
         colour: bool = True,
+        grid_parts: int = 3,
     ) -> None:
         self.root = Path(root) if root is not None else FASHION_MNIST_DIR
         self.split = check_split(split)
@@ -224,6 +262,10 @@ class FashionComposites(Dataset):
         self.object_scale = (low, high)
         self.mask_threshold = float(mask_threshold)
         self.colour = colour
+        if grid_parts < 0:
+            raise ValueError(f"grid_parts must be >= 0, got {grid_parts}")
+        self.grid_parts = int(grid_parts)
+        self.part_names = grid_part_names(self.grid_parts)
         self.classes = list(FASHION_MNIST_CLASSES)
         self.num_classes = len(self.classes)
 
@@ -267,7 +309,8 @@ class FashionComposites(Dataset):
 
         size = self.image_size
         intensity = self._images[source].astype(np.float32) / 255.0
-        if rng.random() < 0.5:
+        flipped = bool(rng.random() < 0.5)
+        if flipped:
             intensity = intensity[:, ::-1]
         side = int(np.clip(round(rng.uniform(*self.object_scale) * size), 1, size))
         intensity = np.clip(cv2.resize(np.ascontiguousarray(intensity), (side, side),
@@ -277,10 +320,16 @@ class FashionComposites(Dataset):
         image, mask = paste_object(background, intensity, int(top), int(left), colour,
                                    threshold=self.mask_threshold / 255.0)
         object_mask = torch.from_numpy(mask)
-        return {
+        item = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "label": int(self._labels[source]),
             "index": index,
             "object_mask": object_mask,
             "boxes": box_from_mask(object_mask),
         }
+        if self.grid_parts:
+            cells = grid_cells(size, int(top), int(left), side, self.grid_parts, flipped)
+            part_masks = cells & object_mask
+            item.update(part_masks=part_masks, part_names=self.part_names,
+                        part_keypoints=keypoints_from_masks(part_masks))
+        return item

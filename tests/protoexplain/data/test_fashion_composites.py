@@ -9,6 +9,7 @@ from protoexplain.data.fashion_composites import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_DIR,
     FashionComposites,
+    grid_cells,
     paste_object,
     read_idx,
 )
@@ -75,7 +76,8 @@ def test_missing_files_name_the_file_and_the_debian_package(tmp_path):
 def test_items_follow_the_contract(official):
     data = FashionComposites(official, "train", image_size=32, num_samples=5)
     item = data[3]
-    assert set(item) == {"image", "label", "index", "object_mask", "boxes"}
+    assert set(item) == {"image", "label", "index", "object_mask", "boxes", "part_masks",
+                         "part_names", "part_keypoints"}
     assert item["image"].dtype == torch.float32 and item["image"].shape == (3, 32, 32)
     assert 0.0 <= item["image"].min() and item["image"].max() <= 1.0
     assert item["index"] == 3 and isinstance(item["label"], int)
@@ -83,6 +85,37 @@ def test_items_follow_the_contract(official):
     assert item["object_mask"].dtype == torch.bool and item["object_mask"].shape == (32, 32)
     assert data.classes == list(FASHION_MNIST_CLASSES) and data.num_classes == 10
 
+
+def test_grid_parts_divide_the_object_frame_and_follow_a_mirrored_object(official):
+    # object_scale 1: the frame is the whole 30 px image, cells of 10 px.
+    data = FashionComposites(official, "test", image_size=30, object_scale=(1.0, 1.0))
+    assert data.part_names[:3] == ("top-left", "top-centre", "top-right")
+    for index in range(len(data)):
+        item = data[index]
+        masks, keypoints = item["part_masks"], item["part_keypoints"]
+        assert masks.shape == (9, 30, 30) and item["part_names"] == data.part_names
+        assert torch.equal(masks.any(dim=0), item["object_mask"])  # the cells tile the object
+        assert (masks.sum(dim=0) <= 1).all()
+        for k in torch.nonzero(keypoints[:, 2]).flatten().tolist():
+            rows, cols = torch.nonzero(masks[k], as_tuple=True)
+            assert keypoints[k, :2].tolist() == pytest.approx([cols.float().mean().item(),
+                                                               rows.float().mean().item()])
+    # The stand-in objects are squares centred in their frame: every cell is visible, and
+    # cell (i, j) lies in rows 10 i .. 10 i + 10 and columns 10 j .. (10 (2 - j) mirrored).
+    item = data[0]
+    for k in range(9):
+        rows, cols = torch.nonzero(item["part_masks"][k], as_tuple=True)
+        assert 10 * (k // 3) <= rows.min() and rows.max() < 10 * (k // 3) + 10
+    assert FashionComposites(official, "test", grid_parts=0)[0].keys() == {
+        "image", "label", "index", "object_mask", "boxes"}
+
+
+def test_a_mirrored_object_keeps_its_part_names():
+    plain = grid_cells(12, 0, 0, 12, 3, flipped=False)
+    mirrored = grid_cells(12, 0, 0, 12, 3, flipped=True)
+    assert torch.equal(mirrored[0], plain[2]) and torch.equal(mirrored[4], plain[4])
+    assert torch.equal(mirrored[6], plain[8])
+    assert plain[5].nonzero().min(dim=0).values.tolist() == [4, 8]  # middle-right: rows 4-7
 
 def test_box_is_tight_around_the_object_mask(official):
     data = FashionComposites(official, "test", image_size=48)
