@@ -6,9 +6,11 @@ method on each trained model, and report mean ± std over seeds.
         --out benchmarks/results/localization_synthetic
 
 Each seed's run directory goes under ``--runs`` (reused when it already holds a finished
-run, so an interrupted study continues). Prints a Markdown table and writes
-``OUT.json`` ({"per_seed": ..., "aggregate": {method: {metric: {mean, std, runs}}}}) and
-``OUT.md``.
+run, so an interrupted study continues). Prints Markdown tables and writes ``OUT.json``
+({"per_seed": ..., "aggregate": {method: {metric: {mean, std, runs}}}, "comparison": ...})
+and ``OUT.md``: the headline metrics of every method (mean ± std over seeds), whether
+``--method`` beats ``--baseline`` by more than the seed spread, and the full table.
+``--from-json OUT.json`` rewrites the tables from saved results without running anything.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ from pathlib import Path
 
 import torch
 
-from protoexplain.benchmark import aggregate_runs, aggregate_table
+from protoexplain.benchmark import (
+    aggregate_runs,
+    aggregate_table,
+    compare_across_runs,
+    comparison_table,
+)
 from protoexplain.config import load_config
 from protoexplain.pipeline import benchmark_run, train_and_report
 from protoexplain.run_dir import load_run
@@ -32,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("config", help="YAML config to train (see configs/)")
+    parser.add_argument("config", nargs="?", help="YAML config to train (see configs/)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
         "--methods", default="upsample,hdm", help="comma-separated localization methods"
@@ -58,8 +65,87 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         required=True,
         help="output path without extension (.json and .md are written)",
     )
+    parser.add_argument("--method", default="hdm", help="method compared with --baseline")
+    parser.add_argument("--baseline", default="upsample")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="rewrite OUT.md (and print it) from this saved OUT.json instead of running",
+    )
     parser.add_argument("--no-progress", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.config is None and args.from_json is None:
+        parser.error("give a CONFIG to run, or --from-json with saved results")
+    return args
+
+
+HEADLINE = (
+    "test_accuracy",
+    "test_auroc",
+    "consistency",
+    "stability",
+    "relevance",
+    "fidelity",
+    "energy_object",
+    "pointing_object",
+    "energy_part",
+    "pointing_part",
+    "iou_part",
+    "energy_box",
+    "pointing_box",
+    "iou_box",
+    "deletion",
+    "insertion",
+    "sanity_spearman",
+    "seconds_per_pair",
+    "forward_passes_per_pair",
+    "backward_passes_per_pair",
+    "pairs",
+)
+"""Rows of the headline table (those the results have), without the per-fraction values."""
+COMPARED = (
+    "consistency",
+    "stability",
+    "relevance",
+    "fidelity",
+    "energy_object",
+    "pointing_object",
+    "energy_part",
+    "pointing_part",
+    "iou_part",
+    "energy_box",
+    "pointing_box",
+    "iou_box",
+    "deletion",
+    "insertion",
+)
+"""Quality metrics of the method-versus-baseline comparison."""
+
+
+def tables(summary: dict, method: str, baseline: str) -> tuple[str, dict]:
+    """The Markdown report of a study's saved summary, and the comparison it contains."""
+    aggregated = summary["aggregate"]
+    present = {metric for stats in aggregated.values() for metric in stats}
+    runs = [
+        {
+            m: {k: math.nan if v is None else v for k, v in values.items()}
+            for m, values in run.items()
+        }
+        for run in summary["per_seed"].values()
+    ]
+    comparison = compare_across_runs(runs, method, baseline, [m for m in COMPARED if m in present])
+    text = (
+        f"Localization benchmark, {Path(summary['config']).name}, seeds "
+        f"{', '.join(map(str, summary['seeds']))}, {summary['images_per_prototype']} test "
+        f"images per prototype ({summary.get('environment', '')})\n\n"
+        + aggregate_table(aggregated, [m for m in HEADLINE if m in present])
+        + f"\n{method} against {baseline} (gain: difference of the means, positive = better; "
+        "spread: the larger standard deviation over seeds)\n\n"
+        + comparison_table(comparison, method, baseline)
+        + "\nEvery metric\n\n"
+        + aggregate_table(aggregated)
+    )
+    return text, comparison
 
 
 def _finite(value):
@@ -75,6 +161,13 @@ def _finite(value):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json is not None:
+        summary = json.loads(args.from_json.read_text())
+        text, summary["comparison"] = tables(summary, args.method, args.baseline)
+        print(text)
+        args.out.with_suffix(".json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
+        args.out.with_suffix(".md").write_text(text)
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     methods = args.methods.split(",")
     progress = not args.no_progress
@@ -95,26 +188,22 @@ def main(argv: list[str] | None = None) -> int:
             run, methods, images_per_prototype=args.images_per_prototype, progress=progress
         )
         per_seed[seed] = {method: {**quality, **values} for method, values in results.items()}
-    aggregated = aggregate_runs(list(per_seed.values()))
-    table = aggregate_table(aggregated)
-    header = (
-        f"Localization benchmark, {Path(args.config).name}, seeds "
-        f"{', '.join(map(str, args.seeds))}, {args.images_per_prototype} test images per "
-        f"prototype (torch {torch.__version__}, {torch.get_num_threads()} threads)\n\n"
-    )
-    print(header + table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     summary = {
         "config": args.config,
         "seeds": args.seeds,
         "methods": methods,
         "images_per_prototype": args.images_per_prototype,
         "overrides": args.overrides,
+        "environment": f"torch {torch.__version__}, {torch.get_num_threads()} threads",
         "per_seed": {str(k): v for k, v in per_seed.items()},
-        "aggregate": aggregated,
+        "aggregate": aggregate_runs(list(per_seed.values())),
     }
+    summary = _finite(summary)
+    text, summary["comparison"] = tables(summary, args.method, args.baseline)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(header + table + "\n")
+    args.out.with_suffix(".md").write_text(text)
     return 0
 
 

@@ -7,7 +7,8 @@ see :mod:`protoexplain.metrics.prototype_parts`) and randomises the model once, 
 every method with :func:`protoexplain.metrics.localization.evaluate_localization`.
 :func:`write_benchmark` writes ``benchmark.json`` (``{method: {metric: value}}``) and the same
 table as ``benchmark.md``; :func:`aggregate_runs` and :func:`aggregate_table` turn several
-runs (e.g. training seeds) into mean ± standard deviation.
+runs (e.g. training seeds) into mean ± standard deviation, and :func:`compare_across_runs`
+says whether one method beats another by more than the spread between runs.
 """
 
 from __future__ import annotations
@@ -195,15 +196,58 @@ def aggregate_runs(runs: Sequence[Mapping[str, Mapping[str, float]]]
     return aggregated
 
 
-def aggregate_table(aggregated: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
+def aggregate_table(aggregated: Mapping[str, Mapping[str, Mapping[str, float]]],
+                    metrics: Sequence[str] | None = None) -> str:
     """Markdown table of :func:`aggregate_runs`: ``mean ± std`` per metric and method (just
-    the mean when there is no std)."""
+    the mean when there is no std); ``metrics`` picks and orders the rows (default: all)."""
     cells = {}
-    for method, metrics in aggregated.items():
+    for method, stats_of in aggregated.items():
         cells[method] = {}
-        for metric, stats in metrics.items():
+        for metric, stats in stats_of.items():
             text = _format(metric, stats["mean"])
             if math.isfinite(stats["std"]) and metric not in COUNTS:
                 text += f" ± {_format(metric, stats['std'])}"
             cells[method][metric] = text
-    return _markdown(cells, _metric_order(aggregated))
+    return _markdown(cells, _metric_order(aggregated) if metrics is None else list(metrics))
+
+
+def compare_across_runs(runs: Sequence[Mapping[str, Mapping[str, float]]], method: str,
+                        baseline: str, metrics: Sequence[str]) -> dict[str, dict[str, float]]:
+    """How far ``method`` beats ``baseline`` on each metric over runs (e.g. training seeds).
+
+    Per metric: ``gain``, the difference of the means, signed so that positive is better
+    (lower-is-better metrics are negated); ``spread``, the larger of the two methods' sample
+    standard deviations over runs; ``worst_gain``, the smallest per-run gain (the same model
+    and pairs in each run); ``beats``, 1.0 when ``gain > spread`` and ``worst_gain > 0``
+    (NaN with fewer than two runs).
+    """
+    comparison: dict[str, dict[str, float]] = {}
+    for metric in metrics:
+        pairs = [(run[method][metric], run[baseline][metric]) for run in runs
+                 if metric in run.get(method, {}) and metric in run.get(baseline, {})]
+        values = torch.tensor(pairs, dtype=torch.float64).view(-1, 2)
+        values = values[~values.isnan().any(dim=1)]
+        if values.shape[0] == 0:
+            continue
+        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+        gains = sign * (values[:, 0] - values[:, 1])
+        spread = (float(values.std(dim=0).max()) if values.shape[0] > 1 else float("nan"))
+        gain, worst = float(gains.mean()), float(gains.min())
+        comparison[metric] = {
+            "gain": gain, "spread": spread, "worst_gain": worst,
+            "beats": float(gain > spread and worst > 0) if math.isfinite(spread) else math.nan,
+            "runs": float(values.shape[0]),
+        }
+    return comparison
+
+
+def comparison_table(comparison: Mapping[str, Mapping[str, float]], method: str,
+                     baseline: str) -> str:
+    """Markdown table of :func:`compare_across_runs`."""
+    lines = [f"| metric | gain of {method} over {baseline} | seed spread | worst seed's gain "
+             "| beats by more than the spread |", "|---|---:|---:|---:|---|"]
+    for metric, row in comparison.items():
+        verdict = "n/a" if math.isnan(row["beats"]) else ("yes" if row["beats"] else "no")
+        lines.append(f"| {_label(metric)} | {row['gain']:+.3f} | {row['spread']:.3f} | "
+                     f"{row['worst_gain']:+.3f} | {verdict} |")
+    return "\n".join(lines) + "\n"

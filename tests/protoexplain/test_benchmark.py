@@ -11,6 +11,8 @@ from protoexplain.benchmark import (
     aggregate_runs,
     aggregate_table,
     benchmark_table,
+    compare_across_runs,
+    comparison_table,
     load_benchmark,
     run_benchmark,
     write_benchmark,
@@ -81,6 +83,30 @@ def test_runs_aggregate_to_mean_and_sample_standard_deviation():
     table = aggregate_table(aggregated).splitlines()
     assert table[2] == "| relevance ↑ | 0.600 ± 0.141 | 0.100 |"
     assert table[3] == "| pairs | 10 | n/a |"
+    assert aggregate_table(aggregated, ["pairs"]).splitlines()[2] == "| pairs | 10 | n/a |"
+
+
+def test_comparison_across_runs_needs_the_gain_to_exceed_the_seed_spread():
+    runs = [{"hdm": {"relevance": 0.6, "deletion": 0.30, "fidelity": 0.50},
+             "upsample": {"relevance": 0.3, "deletion": 0.20, "fidelity": 0.45}},
+            {"hdm": {"relevance": 0.7, "deletion": 0.32, "fidelity": 0.40},
+             "upsample": {"relevance": 0.4, "deletion": 0.22, "fidelity": 0.42}}]
+    comparison = compare_across_runs(runs, "hdm", "upsample", ["relevance", "deletion",
+                                                               "fidelity", "iou_part"])
+    relevance = comparison["relevance"]
+    assert relevance["gain"] == pytest.approx(0.3)
+    assert relevance["spread"] == pytest.approx(math.sqrt(0.005))  # both stds equal
+    assert relevance["worst_gain"] == pytest.approx(0.3) and relevance["beats"] == 1.0
+    assert comparison["deletion"]["gain"] == pytest.approx(-0.1)  # lower is better
+    assert comparison["deletion"]["beats"] == 0.0
+    fidelity = comparison["fidelity"]  # mean gain 0.015 but one seed loses
+    assert fidelity["worst_gain"] == pytest.approx(-0.02) and fidelity["beats"] == 0.0
+    assert "iou_part" not in comparison
+    single = compare_across_runs(runs[:1], "hdm", "upsample", ["relevance"])
+    assert math.isnan(single["relevance"]["beats"])
+    lines = comparison_table(comparison, "hdm", "upsample").splitlines()
+    assert lines[2] == "| relevance ↑ | +0.300 | 0.071 | +0.300 | yes |"
+    assert lines[3] == "| deletion ↓ | -0.100 | 0.014 | -0.100 | no |"
 
 
 def test_benchmark_needs_methods_and_readable_results(tmp_path):
