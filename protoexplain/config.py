@@ -111,12 +111,14 @@ class TrainingConfig:
 class LocalizationConfig:
     """How prototypes are localized in images: at push, in evaluation and in benchmarks."""
 
-    push_method: str = "upsample"
-    """Method drawn beside ``upsample`` in the prototype pictures and ``projection.json``."""
+    push_method: str = "hdm"
+    """Method drawn beside ``upsample`` in the prototype pictures and ``projection.json``:
+    HDM, the best measured one (README, "Measured results"); it runs once per prototype, on
+    the image the prototype was projected onto."""
     evaluation_methods: list[str] = field(default_factory=lambda: ["upsample"])
     """Methods compared after training and by ``protoexplain benchmark``."""
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Keyword options per method name (e.g. ``hdm: {iterations: 100}``), used everywhere."""
+    """Keyword options per method name (e.g. ``hdm: {benchmark_steps: 100}``), used everywhere."""
     images_per_prototype: int | None = 10
     """Test images of its class per prototype in the benchmark (``null``: all)."""
     metric_options: dict[str, Any] = field(default_factory=dict)

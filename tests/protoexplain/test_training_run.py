@@ -57,9 +57,10 @@ def test_run_directory_holds_every_contracted_file(trained_run):
     assert [row["prototype"] for row in projection] == list(range(6))
     for row in projection:
         assert row["class_index"] == row["prototype"] // 2
-        assert set(row["localization"]) == {"upsample"}
-        y0, y1, x0, x1 = row["localization"]["upsample"]["box"]
-        assert 0 <= y0 < y1 <= 32 and 0 <= x0 < x1 <= 32
+        assert set(row["localization"]) == {"upsample", "hdm"}  # the default push method
+        for method in ("upsample", "hdm"):
+            y0, y1, x0, x1 = row["localization"][method]["box"]
+            assert 0 <= y0 < y1 <= 32 and 0 <= x0 < x1 <= 32
         assert (tmp_path / row["picture"]).is_file()
     checkpoint = load_checkpoint(tmp_path)
     assert checkpoint["config"]["model"]["prototype_dim"] == 8
