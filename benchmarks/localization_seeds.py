@@ -30,6 +30,7 @@ from protoexplain.benchmark import (
     compare_across_runs,
     comparison_table,
 )
+from protoexplain.checkpoint import CHECKPOINT_NAME, atomic_write_json
 from protoexplain.config import load_config
 from protoexplain.pipeline import benchmark_run, train_and_report
 from protoexplain.run_dir import load_run
@@ -159,6 +160,39 @@ def _finite(value):
     return value
 
 
+CACHE_NAME = "seed_study.json"
+"""Per-method results of a run, kept in its directory with the settings that produced them."""
+
+
+def cached_benchmark(
+    run_dir: Path, methods: list[str], images_per_prototype: int, progress: bool
+) -> dict:
+    """Benchmark results of ``methods`` on a run, computing only those not already cached
+    under the same settings (pairs per prototype, metric options, method options)."""
+    run = load_run(run_dir)
+    localization = run.config.localization
+    settings = {
+        "images_per_prototype": images_per_prototype,
+        "metric_options": localization.metric_options,
+        "method_options": localization.method_options,
+    }
+    cache_path = run_dir / CACHE_NAME
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    results = cache.get("results", {}) if cache.get("settings") == settings else {}
+    missing = [method for method in methods if method not in results]
+    if missing:
+        fresh = benchmark_run(
+            run, missing, images_per_prototype=images_per_prototype, progress=progress
+        )
+        results.update(_finite(fresh))
+        atomic_write_json(cache_path, {"settings": settings, "results": results})
+    # NaN was stored as null
+    return {
+        method: {k: math.nan if v is None else v for k, v in results[method].items()}
+        for method in methods
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_json is not None:
@@ -179,15 +213,14 @@ def main(argv: list[str] | None = None) -> int:
             [*args.overrides, f"seed={seed}", "localization.evaluation_methods=[upsample]"],
         )
         if not (run_dir / "metrics.json").exists():
-            train_and_report(config, run_dir, progress=progress)
-        run = load_run(run_dir)
+            # an interrupted training continues from its last completed stage (exactly)
+            resume = (run_dir / CHECKPOINT_NAME).exists()
+            train_and_report(config, run_dir, resume=resume, progress=progress)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         # single-label runs report test accuracy, multi-label (XProtoNet) runs mean AUROC
         quality = {key: metrics[key] for key in ("test_accuracy", "test_auroc") if key in metrics}
-        results = benchmark_run(
-            run, methods, images_per_prototype=args.images_per_prototype, progress=progress
-        )
-        per_seed[seed] = {method: {**quality, **values} for method, values in results.items()}
+        results = cached_benchmark(run_dir, methods, args.images_per_prototype, progress)
+        per_seed[seed] = {method: {**quality, **results[method]} for method in methods}
     summary = {
         "config": args.config,
         "seeds": args.seeds,

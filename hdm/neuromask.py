@@ -51,7 +51,10 @@ class NeuroMask(Explainer):
         laplacian_size: 5 (ImageNet setting) or 3 (CIFAR setting).
         baseline: ``"zero"`` as the official code (``x * m``), or ``"mean"`` / ``"blur"``.
         blur_sigma: sigma of the ``"blur"`` baseline.
-        fidelity: ``"cross_entropy"`` as the official code, or ``"abs"`` / ``"squared"``.
+        fidelity: ``"cross_entropy"`` as the official code, or another kind of
+            :class:`hdm.fidelity.Fidelity` (``"abs"``, ``"squared"``, ``"drop"``).
+        fidelity_normalization: the unit of the non-cross-entropy kinds (``"none"``,
+            ``"reference"``, ``"evidence"``; see :class:`hdm.fidelity.Fidelity`).
         seed: seed of the random initial mask (shared by all samples of a batch).
         mixed_precision: bfloat16 autocast of the model on CUDA (off by default: not yet
             validated on a GPU).
@@ -72,6 +75,7 @@ class NeuroMask(Explainer):
         baseline: str = "zero",
         blur_sigma: float = 10.0,
         fidelity: str = "cross_entropy",
+        fidelity_normalization: str = "none",
         seed: int | None = 0,
         mixed_precision: bool = False,
         progress: bool = False,
@@ -85,7 +89,7 @@ class NeuroMask(Explainer):
             steps=steps,
             constraint=Sigmoid(temperature),
             init=(-weight_limit, weight_limit),
-            fidelity=Fidelity(fidelity),
+            fidelity=Fidelity(fidelity, fidelity_normalization),
             fidelity_weight=prediction,
             regularizers=(
                 ParameterSparsity(sparsity, offset=weight_limit),
