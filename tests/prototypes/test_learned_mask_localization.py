@@ -5,6 +5,8 @@ and the latent map is shifted so that upsampling the similarity map misses the s
 import pytest
 import torch
 
+import hdm
+
 from prototypes import localize
 from tests.prototypes.colour_squares import colour_model, colour_square_pairs
 from tests.prototypes.tiny_protopnet import make_model
@@ -82,3 +84,20 @@ def test_unknown_learned_mask_option_names_the_method_and_its_options():
     model = make_model(image_size=32)
     with pytest.raises(ValueError, match=r"'hdm'.*iterations.*benchmark_steps"):
         localize(model, torch.rand(1, 3, 32, 32), [0], method="hdm", iterations=5)
+
+
+def test_prototype_defaults_reach_neuromask_and_the_callers_options_win(monkeypatch):
+    received = []
+
+    class Recorder(hdm.NeuroMask):
+        def __init__(self, model, **options):
+            received.append(options)
+            super().__init__(model, **options)
+
+    monkeypatch.setitem(hdm.METHODS, "neuromask", Recorder)
+    model = make_model(image_size=32)
+    images = torch.rand(1, 3, 32, 32)
+    localize(model, images, [0], method="neuromask", steps=1)
+    localize(model, images, [0], method="neuromask", steps=1, baseline="zero")
+    assert received[0] == {"baseline": "blur", "weight_limit": 2.0, "steps": 1}
+    assert received[1]["baseline"] == "zero" and received[1]["weight_limit"] == 2.0
