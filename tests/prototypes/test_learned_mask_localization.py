@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import hdm
-
 from prototypes import localize
 from tests.prototypes.colour_squares import colour_model, colour_square_pairs
 from tests.prototypes.tiny_protopnet import make_model
