@@ -32,7 +32,7 @@ from protoexplain.benchmark import (
 )
 from protoexplain.checkpoint import CHECKPOINT_NAME, atomic_write_json
 from protoexplain.config import load_config
-from protoexplain.pipeline import benchmark_run, train_and_report
+from protoexplain.pipeline import benchmark_run, evaluate_run, train_and_report
 from protoexplain.run_dir import load_run
 
 
@@ -160,6 +160,8 @@ def _finite(value):
     return value
 
 
+QUALITY = {"test_accuracy", "test_auroc"}
+"""Test metrics of a run: single-label runs report accuracy, multi-label ones mean AUROC."""
 CACHE_NAME = "seed_study.json"
 """Per-method results of a run, kept in its directory with the settings that produced them."""
 
@@ -217,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
             resume = (run_dir / CHECKPOINT_NAME).exists()
             train_and_report(config, run_dir, resume=resume, progress=progress)
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        # single-label runs report test accuracy, multi-label (XProtoNet) runs mean AUROC
-        quality = {key: metrics[key] for key in ("test_accuracy", "test_auroc") if key in metrics}
+        if not QUALITY.intersection(metrics):  # interrupted after training, before the test
+            metrics = evaluate_run(load_run(run_dir), progress=progress)
+        quality = {key: metrics[key] for key in QUALITY if key in metrics}
         results = cached_benchmark(run_dir, methods, args.images_per_prototype, progress)
         per_seed[seed] = {method: {**quality, **results[method]} for method in methods}
     summary = {
