@@ -125,7 +125,13 @@ COMPARED = (
 
 def tables(summary: dict, method: str, baseline: str) -> tuple[str, dict]:
     """The Markdown report of a study's saved summary, and the comparison it contains."""
-    aggregated = summary["aggregate"]
+    aggregated = {  # saved summaries hold NaN as null
+        method: {
+            metric: {k: math.nan if v is None else v for k, v in stats.items()}
+            for metric, stats in stats_of.items()
+        }
+        for method, stats_of in summary["aggregate"].items()
+    }
     present = {metric for stats in aggregated.values() for metric in stats}
     runs = [
         {
