@@ -80,30 +80,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-HEADLINE = (
-    "test_accuracy",
-    "test_auroc",
-    "consistency",
-    "stability",
-    "relevance",
-    "fidelity",
-    "energy_object",
-    "pointing_object",
-    "energy_part",
-    "pointing_part",
-    "iou_part",
-    "energy_box",
-    "pointing_box",
-    "iou_box",
-    "deletion",
-    "insertion",
-    "sanity_spearman",
-    "seconds_per_pair",
-    "forward_passes_per_pair",
-    "backward_passes_per_pair",
-    "pairs",
-)
-"""Rows of the headline table (those the results have), without the per-fraction values."""
 COMPARED = (
     "consistency",
     "stability",
@@ -121,25 +97,25 @@ COMPARED = (
     "insertion",
 )
 """Quality metrics of the method-versus-baseline comparison."""
+HEADLINE = (
+    "test_accuracy",
+    "test_auroc",
+    *COMPARED,
+    "sanity_spearman",
+    "seconds_per_pair",
+    "forward_passes_per_pair",
+    "backward_passes_per_pair",
+    "pairs",
+)
+"""Rows of the headline table (those the results have), without the per-fraction values."""
 
 
 def tables(summary: dict, method: str, baseline: str) -> tuple[str, dict]:
-    """The Markdown report of a study's saved summary, and the comparison it contains."""
-    aggregated = {  # saved summaries hold NaN as null
-        method: {
-            metric: {k: math.nan if v is None else v for k, v in stats.items()}
-            for metric, stats in stats_of.items()
-        }
-        for method, stats_of in summary["aggregate"].items()
-    }
+    """The Markdown report of a study's summary (NaN, not null), and the comparison it
+    contains."""
+    aggregated = summary["aggregate"]
     present = {metric for stats in aggregated.values() for metric in stats}
-    runs = [
-        {
-            m: {k: math.nan if v is None else v for k, v in values.items()}
-            for m, values in run.items()
-        }
-        for run in summary["per_seed"].values()
-    ]
+    runs = list(summary["per_seed"].values())
     comparison = compare_across_runs(runs, method, baseline, [m for m in COMPARED if m in present])
     text = (
         f"Localization benchmark, {Path(summary['config']).name}, seeds "
@@ -166,6 +142,25 @@ def _finite(value):
     return value
 
 
+def _nan_for_null(value):
+    """The inverse of :func:`_finite` for read-back JSON: null as NaN."""
+    if isinstance(value, dict):
+        return {k: _nan_for_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_for_null(v) for v in value]
+    return math.nan if value is None else value
+
+
+def write_report(summary: dict, out: Path, method: str, baseline: str) -> None:
+    """Print the study's tables and write ``OUT.json`` (with the comparison) and ``OUT.md``."""
+    text, comparison = tables(summary, method, baseline)
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    saved = _finite({**summary, "comparison": comparison})
+    out.with_suffix(".json").write_text(json.dumps(saved, indent=2) + "\n")
+    out.with_suffix(".md").write_text(text)
+
+
 QUALITY = {"test_accuracy", "test_auroc"}
 """Test metrics of a run: single-label runs report accuracy, multi-label ones mean AUROC."""
 CACHE_NAME = "seed_study.json"
@@ -186,29 +181,23 @@ def cached_benchmark(
     }
     cache_path = run_dir / CACHE_NAME
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    results = cache.get("results", {}) if cache.get("settings") == settings else {}
+    same = cache.get("settings") == settings
+    results = _nan_for_null(cache["results"]) if same else {}
     missing = [method for method in methods if method not in results]
     if missing:
         fresh = benchmark_run(
             run, missing, images_per_prototype=images_per_prototype, progress=progress
         )
-        results.update(_finite(fresh))
-        atomic_write_json(cache_path, {"settings": settings, "results": results})
-    # NaN was stored as null
-    return {
-        method: {k: math.nan if v is None else v for k, v in results[method].items()}
-        for method in methods
-    }
+        results.update(fresh)
+        atomic_write_json(cache_path, _finite({"settings": settings, "results": results}))
+    return {method: results[method] for method in methods}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_json is not None:
-        summary = json.loads(args.from_json.read_text())
-        text, summary["comparison"] = tables(summary, args.method, args.baseline)
-        print(text)
-        args.out.with_suffix(".json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
-        args.out.with_suffix(".md").write_text(text)
+        summary = _nan_for_null(json.loads(args.from_json.read_text()))
+        write_report(summary, args.out, args.method, args.baseline)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     methods = args.methods.split(",")
@@ -240,12 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_seed": {str(k): v for k, v in per_seed.items()},
         "aggregate": aggregate_runs(list(per_seed.values())),
     }
-    summary = _finite(summary)
-    text, summary["comparison"] = tables(summary, args.method, args.baseline)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(text)
+    write_report(summary, args.out, args.method, args.baseline)
     return 0
 
 
