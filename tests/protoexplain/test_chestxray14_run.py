@@ -11,23 +11,13 @@ from protoexplain.cli import main
 from protoexplain.data import ChestXray14
 from protoexplain.data.chestxray14 import FINDINGS
 from tests.protoexplain.data.test_chestxray14 import write_release
+from tests.protoexplain.tiny_runs import tiny_run
 
 SMALL_XPROTONET = [
-    "device=cpu",
-    "data.batch_size=8",
-    "data.eval_batch_size=16",
+    *tiny_run(epochs=2, push_every=1, prototypes_per_class=1),
     "data.num_workers=0",
     "data.options={image_size: 32, val_fraction: 0.2}",
-    "model.backbone=small_cnn",
-    "model.backbone_options={width: 4}",
     "model.pretrained=null",
-    "model.prototypes_per_class=1",
-    "model.prototype_dim=8",
-    "training.epochs=2",
-    "training.warm_epochs=1",
-    "training.push_start=1",
-    "training.push_every=1",
-    "training.last_layer_epochs=1",
     "localization.images_per_prototype=2",
 ]
 

@@ -9,22 +9,12 @@ import pytest
 
 from protoexplain.cli import main
 from tests.protoexplain.data.cub_fixture import write_cub
+from tests.protoexplain.tiny_runs import tiny_run
 
 SMALL_MODEL = [
-    "device=cpu",
-    "data.batch_size=8",
-    "data.eval_batch_size=16",
+    *tiny_run(epochs=2, push_every=1, prototypes_per_class=2),
     "data.num_workers=0",
-    "model.backbone=small_cnn",
-    "model.backbone_options={width: 4}",
     "model.pretrained=null",
-    "model.prototypes_per_class=2",
-    "model.prototype_dim=8",
-    "training.epochs=2",
-    "training.warm_epochs=1",
-    "training.push_start=1",
-    "training.push_every=1",
-    "training.last_layer_epochs=1",
     "localization.images_per_prototype=2",
 ]
 

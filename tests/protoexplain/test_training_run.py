@@ -12,21 +12,11 @@ from protoexplain.cli import main
 from protoexplain.config import load_config
 from protoexplain.pipeline import train_and_report
 from protoexplain.training_run import TrainingStopped, train
+from tests.protoexplain.tiny_runs import tiny_run
 
 TINY = [
-    "device=cpu",
+    *tiny_run(epochs=3, push_every=2, prototypes_per_class=2),
     "data.options={image_size: 32, num_classes: 3, num_samples: 24, clutter: 2}",
-    "data.batch_size=8",
-    "data.eval_batch_size=16",
-    "model.backbone=small_cnn",
-    "model.backbone_options={width: 4}",
-    "model.prototypes_per_class=2",
-    "model.prototype_dim=8",
-    "training.epochs=3",
-    "training.warm_epochs=1",
-    "training.push_start=2",
-    "training.push_every=2",
-    "training.last_layer_epochs=1",
     "training.learning_rates.joint_features=1e-3",
     "training.pretrain_epochs=1",
 ]

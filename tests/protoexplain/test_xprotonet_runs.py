@@ -16,23 +16,13 @@ from protoexplain.pipeline import train_and_report
 from protoexplain.run_dir import load_run
 from protoexplain.training_run import train
 from prototypes import XProtoNet
+from tests.protoexplain.tiny_runs import tiny_run
 
 TINY_XPROTONET = [
-    "device=cpu",
+    *tiny_run(epochs=3, push_every=2, prototypes_per_class=2),
     "data.dataset=SyntheticRadiographs",
     "data.options={image_size: 32, num_samples: 24}",
-    "data.batch_size=8",
-    "data.eval_batch_size=16",
     "model.architecture=xprotonet",
-    "model.backbone=small_cnn",
-    "model.backbone_options={width: 4}",
-    "model.prototypes_per_class=2",
-    "model.prototype_dim=8",
-    "training.epochs=3",
-    "training.warm_epochs=1",
-    "training.push_start=2",
-    "training.push_every=2",
-    "training.last_layer_epochs=1",
     "training.learning_rates.joint_features=1e-3",
     "localization.images_per_prototype=2",
     "localization.metric_options={similarity_at: max}",
