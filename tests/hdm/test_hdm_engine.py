@@ -187,23 +187,29 @@ def test_resize_equals_bilinear_interpolation(size_in, size_out):
     torch.testing.assert_close(resize_maps(maps, size_out), expected[:, 0])
 
 
+def _activation_and_gradient(model, layer, images, targets):
+    """The layer's activation (detached) and the gradient of the targets' summed logits with
+    respect to it, computed by hand for the reference values below."""
+    with torch.enable_grad(), record_activations([layer]) as recorded:
+        output = model(images.clone().requires_grad_(True))
+        (gradient,) = torch.autograd.grad(
+            output[torch.arange(len(targets)), targets].sum(), recorded[0]
+        )
+    return recorded[0].detach(), gradient
+
 def test_sise_layer_map_weighs_each_kept_feature_map_by_its_masked_score(small_cnn):
     images = torch.rand(2, 3, 32, 32)
     targets = torch.tensor([1, 3])
     layer = small_cnn.features[4]
     with explaining(small_cnn):
-        inputs = images.clone().requires_grad_(True)
-        with torch.enable_grad(), record_activations([layer]) as recorded:
-            output = small_cnn(inputs)
-            activation = recorded[0]
-            (gradient,) = torch.autograd.grad(output[torch.arange(2), targets].sum(), activation)
+        activation, gradient = _activation_and_gradient(small_cnn, layer, images, targets)
         target = Target(targets, batch_size=2, device=images.device)
         sise = hdm.SISE(small_cnn, batch_size=6)
-        layer_map = sise.layer_map(images, target, activation.detach(), gradient)
+        layer_map = sise.layer_map(images, target, activation, gradient)
         for b in range(2):
             expected = torch.zeros(32, 32)
             for channel in (gradient[b].mean(dim=(1, 2)) > 0).nonzero().flatten():
-                mask = normalize_maps(resize_maps(activation[b, channel][None].detach(), (32, 32)))
+                mask = normalize_maps(resize_maps(activation[b, channel][None], (32, 32)))
                 score = small_cnn(images[b : b + 1] * mask).softmax(dim=1)[0, targets[b]]
                 expected += score * mask[0]
             torch.testing.assert_close(layer_map[b], expected, atol=1e-5, rtol=1e-5)
@@ -229,11 +235,8 @@ def test_gradcam_is_the_relu_of_gradient_weighted_activations(small_cnn):
     targets = torch.tensor([4, 1])
     layer = small_cnn.features[3]
     with explaining(small_cnn):
-        inputs = images.clone().requires_grad_(True)
-        with torch.enable_grad(), record_activations([layer]) as recorded:
-            output = small_cnn(inputs)
-            (gradient,) = torch.autograd.grad(output[[0, 1], targets].sum(), recorded[0])
+        activation, gradient = _activation_and_gradient(small_cnn, layer, images, targets)
     weights = gradient.mean(dim=(2, 3), keepdim=True)
-    cam = (weights * recorded[0]).sum(dim=1).relu().detach()
+    cam = (weights * activation).sum(dim=1).relu()
     expected = normalize_maps(resize_maps(cam, (32, 32)))
     torch.testing.assert_close(hdm.GradCAM(small_cnn, layers=[layer])(images, targets), expected)
