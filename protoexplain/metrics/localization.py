@@ -32,11 +32,11 @@ Metrics (fractions in [0, 1]; higher is better except for the ``sanity_*`` value
 Pair-level metrics are averaged over pairs (NaN values, e.g. a constant map's undefined
 rank correlation, are left out of the mean). Fidelity and deletion / insertion are relative
 to the pair's unperturbed score, so they are left out (NaN) for pairs whose score is not
-positive: a prototype that is absent from an image (an XProtoNet cosine of -0.9 on a positive
-image happens in about 8% of pairs of the synthetic radiographs) has no region to remove, and
-its "drop" ``(s - s') / |s|`` is large and negative when a perturbation moves the cosine toward
-zero, which swamped the mean fidelity of every method (-0.22 for upsampled occurrence maps on
-30 pairs). ProtoPNet's log similarity is always positive, so this never applies there.
+positive: a prototype that is absent from an image (a negative XProtoNet cosine on a
+positive image: 2 of 30 pairs of a synthetic-radiograph model, ``benchmarks/empty_masks.py``)
+has no region to remove, and its "drop" ``(s - s') / |s|`` is large and negative when a
+perturbation moves the cosine toward zero, which made the mean fidelity of every method
+negative. ProtoPNet's log similarity is always positive, so this never applies there.
 """
 
 from __future__ import annotations
