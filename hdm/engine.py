@@ -8,7 +8,15 @@ the ``S * B`` masked images::
     M = transform(stack_s M_s)                       (S, B, H, W)
     x_masked = baseline + M * (x - baseline)          (S * B, C, H, W)
     loss = sum_{s, b} fidelity_weight * fidelity(model(x_masked)[s, b], s0[b])
+                      + deletion_weight * deletion(model(x_deleted)[s, b])
                       + sum_r reg_r(w_s[b], m_s[b])
+
+where ``x_deleted = baseline + (1 - M) * (x - baseline)`` is the image with the mask's
+region removed (only computed when ``deletion_weight > 0``; the same model call then runs
+``2 * S * B`` images) and :func:`hdm.fidelity.deletion_loss` is small when removing the
+region destroys the score: the mask must be sufficient *and* necessary, the combined
+preservation/deletion objective of Dabkowski & Gal, "Real time image saliency for black
+box classifiers", NeurIPS 2017 (Eq. 4), here with squared, evidence-normalised terms.
 
 The loss is a sum of per-(scale, sample) terms and the optimisers act element-wise, so
 each mask evolves exactly as if it were optimised alone (up to floating-point rounding).
@@ -28,12 +36,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from hdm.constraints import Constraint, Sigmoid
-from hdm.fidelity import Fidelity
+from hdm.fidelity import Fidelity, deletion_loss
 from hdm.maps import resize_maps
 from hdm.optimizers import make_optimizer
 from hdm.perturbation import blend
 from hdm.regularizers import Regularizer
-from hdm.targets import Target
+from hdm.targets import Target, slice_output
 
 GridSize = int | tuple[int, int] | None
 """A mask grid: ``n`` (n x n cells), ``(h, w)``, or ``None`` for the full image resolution."""
@@ -79,6 +87,7 @@ class MaskOptimizer:
             drawn once per grid and shared by the batch.
         fidelity: the score-keeping term.
         fidelity_weight: its weight.
+        deletion_weight: weight of the deletion term (module docstring); 0 turns it off.
         regularizers: penalties on each grid (see :mod:`hdm.regularizers`).
         optimizer: ``"adam"``, ``"sgd"``, ``"rmsprop"`` or ``"rmsprop_tf"``.
         lr: learning rate.
@@ -93,6 +102,7 @@ class MaskOptimizer:
     init: float | tuple[float, float] = 0.5
     fidelity: Fidelity = field(default_factory=Fidelity)
     fidelity_weight: float = 1.0
+    deletion_weight: float = 0.0
     regularizers: Sequence[Regularizer] = ()
     optimizer: str = "adam"
     lr: float = 0.1
@@ -104,6 +114,8 @@ class MaskOptimizer:
             raise ValueError("grid_sizes must list at least one mask grid")
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.deletion_weight < 0:
+            raise ValueError(f"deletion_weight must be >= 0, got {self.deletion_weight}")
 
     def run(
         self,
@@ -144,11 +156,15 @@ class MaskOptimizer:
         optimizer = make_optimizer(self.optimizer, [parameters], self.lr, self.optimizer_options)
         use_autocast = self.mixed_precision and images.device.type == "cuda"
         repeats = len(shapes)
-        if baseline_score is None and self.fidelity.needs_baseline_score:
+        deleting = self.deletion_weight > 0
+        needs_baseline_score = self.fidelity.needs_baseline_score or deleting
+        if baseline_score is None and needs_baseline_score:
             with torch.no_grad():
                 baseline_score = target.score(model(baseline))
 
-        def forward() -> tuple[Tensor, Tensor, list[Tensor], list[Tensor], Any]:
+        def forward(
+            with_deletion: bool,
+        ) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor], Any, Any]:
             grids = [
                 p.view(batch, h, w)
                 for p, (h, w) in zip(parameters.split(counts), shapes, strict=True)
@@ -156,19 +172,33 @@ class MaskOptimizer:
             values = [self.constraint(g) for g in grids]
             masks = torch.stack([resize_maps(v, (height, width)) for v in values])
             effective = transform(masks) if transform is not None else masks
+            applied = torch.cat([effective, 1 - effective]) if with_deletion else effective
             with torch.autocast(
                 device_type=images.device.type, dtype=torch.bfloat16, enabled=use_autocast
             ):
-                output = model(blend(images, baseline, effective))
-            return masks, effective, grids, values, output
+                output = model(blend(images, baseline, applied))
+            if not with_deletion:
+                return masks, effective, grids, values, output, None
+            rows = 2 * repeats * batch
+            kept = slice_output(output, 0, repeats * batch, rows)
+            deleted = slice_output(output, repeats * batch, rows, rows)
+            return masks, effective, grids, values, kept, deleted
 
         for _ in tqdm(range(self.steps), desc=description, disable=not progress, leave=False):
             with torch.enable_grad():
-                _, _, grids, values, output = forward()
+                _, _, grids, values, output, deleted = forward(deleting)
                 loss = (
                     self.fidelity_weight
                     * self.fidelity(target, output, reference, baseline_score, repeats).sum()
                 )
+                if deleted is not None:
+                    assert baseline_score is not None
+                    deleted_scores = target.score(deleted, repeats)
+                    loss = (
+                        loss
+                        + self.deletion_weight
+                        * deletion_loss(deleted_scores, reference, baseline_score, repeats).sum()
+                    )
                 for grid, value in zip(grids, values, strict=True):
                     for regularizer in self.regularizers:
                         loss = loss + regularizer(grid, value).sum()
@@ -178,7 +208,7 @@ class MaskOptimizer:
                 self.constraint.project_(parameters)
 
         with torch.no_grad():
-            masks, effective, _, values, output = forward()
+            masks, effective, _, values, output, _ = forward(False)
         scores = target.score(output, repeats).view(repeats, batch)
         return MaskResult(
             masks=masks, effective=effective, grids=values, scores=scores.to(images.dtype)

@@ -73,3 +73,17 @@ class Fidelity:
         if self.kind == "drop":
             return (-difference).clamp_min(0)
         return difference.pow(2)
+
+
+def deletion_loss(
+    deleted_scores: Tensor, reference: Tensor, baseline_score: Tensor, repeats: int
+) -> Tensor:
+    """Per-sample loss ``max(0, (s_d - s_b) / |s0 - s_b|)^2``: small when the image with
+    the mask's region removed (score ``s_d``) keeps no more of the target's evidence than
+    the baseline image (``s_b``); ``s0`` is the reference score. ``deleted_scores`` is
+    ``(repeats * B,)``, ``reference`` and ``baseline_score`` are ``(B,)``."""
+    evidence = (reference.float() - baseline_score.float()).abs().clamp_min(1e-6)
+    remaining = (deleted_scores.float() - baseline_score.float().repeat(repeats)) / evidence.repeat(
+        repeats
+    )
+    return remaining.clamp_min(0).pow(2)

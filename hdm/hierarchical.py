@@ -100,6 +100,8 @@ class HDM(Explainer):
         fidelity_normalization: unit of the score difference: ``"none"``, ``"reference"``
             (the reference score) or ``"evidence"`` (reference minus baseline score).
         fidelity_weight: weight of the activation-consistency term.
+        deletion_weight: weight of the deletion term (the image without the mask's region
+            must lose the score; :mod:`hdm.engine`); 0 turns it off and halves the cost.
         area_weight: weight of the mean mask value.
         tv_weight: weight of the total variation of each grid.
         tv_beta: exponent of the total variation.
@@ -133,6 +135,7 @@ class HDM(Explainer):
         fidelity: str = "squared",
         fidelity_normalization: str = "evidence",
         fidelity_weight: float = 1.0,
+        deletion_weight: float = 0.0,
         area_weight: float = 3.0,
         tv_weight: float = 0.0,
         tv_beta: float = 1.0,
@@ -159,6 +162,7 @@ class HDM(Explainer):
             fidelity=fidelity,
             fidelity_normalization=fidelity_normalization,
             fidelity_weight=fidelity_weight,
+            deletion_weight=deletion_weight,
             area_weight=area_weight,
             tv_weight=tv_weight,
             tv_beta=tv_beta,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hdm.perturbation import gaussian_blur
+
 
 def normalize_maps(maps: Tensor, eps: float = 1e-12) -> Tensor:
     """Rescale each map linearly to [0, 1] (min to 0, max to 1); a constant map becomes 0.
@@ -79,6 +81,26 @@ def otsu_thresholds(maps: Tensor, bins: int = 256) -> Tensor:
     between = weight_low * weight_high * (mean_low - mean_high) ** 2
     best = between.argmax(dim=1)
     return ((best + 1).float() / bins).to(maps.dtype)
+
+
+def break_ties(maps: Tensor, sigma: float, weight: float = 1e-3) -> Tensor:
+    """Give a plateau of equal maximal values one peak: its most surrounded pixel.
+
+    Clamped masks often saturate at 1 over a region, and ``argmax`` (the pointing game,
+    Huang et al.'s part hits) then takes the region's first pixel in row-major order, its
+    top-left corner. Returns ``(1 - weight) * maps + weight * normalize(blur(maps))``:
+    pixels that differ by more than ``weight`` keep their order, and among equal ones the
+    pixel with the most map mass within about ``sigma`` pixels wins (a plateau's centre).
+
+    Args:
+        maps: ``(B, H, W)`` in [0, 1].
+        sigma: Gaussian sigma in pixels (0 returns ``maps`` unchanged).
+        weight: share of the blurred map in the result.
+    """
+    if sigma <= 0 or weight <= 0:
+        return maps
+    blurred = normalize_maps(gaussian_blur(maps[:, None], sigma)[:, 0])
+    return (1 - weight) * maps + weight * blurred
 
 
 STACKINGS = ("mean", "product")

@@ -56,6 +56,7 @@ def consistency_optimizer(
     tv_weight: float,
     tv_beta: float,
     mixed_precision: bool,
+    deletion_weight: float = 0.0,
 ) -> MaskOptimizer:
     """The engine set up for MDM's objective: keep the score, small (and smooth) masks.
 
@@ -72,6 +73,7 @@ def consistency_optimizer(
         init=init,
         fidelity=Fidelity(fidelity, normalize=fidelity_normalization),
         fidelity_weight=fidelity_weight,
+        deletion_weight=deletion_weight,
         regularizers=regularizers,
         optimizer=optimizer,
         lr=lr,
@@ -99,6 +101,8 @@ class MDM(Explainer):
         fidelity_normalization: unit of the score difference: ``"none"``, ``"reference"``
             (the unmasked score) or ``"evidence"`` (unmasked minus baseline score).
         fidelity_weight: weight of the activation-consistency term.
+        deletion_weight: weight of the deletion term (the image without the mask's region
+            must lose the score; :mod:`hdm.engine`); 0 turns it off and halves the cost.
         area_weight: weight of the mean mask value (small-mask constraint).
         tv_weight: weight of the total variation of each grid.
         tv_beta: exponent of the total variation.
@@ -124,6 +128,7 @@ class MDM(Explainer):
         fidelity: str = "squared",
         fidelity_normalization: str = "evidence",
         fidelity_weight: float = 1.0,
+        deletion_weight: float = 0.0,
         area_weight: float = 5.0,
         tv_weight: float = 0.0,
         tv_beta: float = 1.0,
@@ -147,6 +152,7 @@ class MDM(Explainer):
             fidelity=fidelity,
             fidelity_normalization=fidelity_normalization,
             fidelity_weight=fidelity_weight,
+            deletion_weight=deletion_weight,
             area_weight=area_weight,
             tv_weight=tv_weight,
             tv_beta=tv_beta,

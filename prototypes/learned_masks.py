@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 import hdm
+from hdm.maps import break_ties
 from prototypes.localization_base import (
     Localization,
     localization_from_maps,
@@ -60,14 +61,14 @@ def _explainer(method: str, model: ProtoPNet, options: dict[str, Any]) -> hdm.Ex
         known = [name for name in inspect.signature(explainer_class).parameters
                  if name != "model"]
         raise ValueError(f"localization method {method!r}: {error}; its options are "
-                         f"{known}, 'percentile' and 'relative_threshold'") from None
+                         f"{known}, 'percentile', 'relative_threshold' and 'tie_break'") from None
     return explainer_class(model, **options)
 
 
 def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
                               prototype_ids: torch.Tensor | Sequence[int], *, method: str,
                               percentile: float = 95.0, relative_threshold: float = 0.0,
-                              **options: Any) -> Localization:
+                              tie_break: float = 0.0, **options: Any) -> Localization:
     """Learned-mask localization of prototype ``prototype_ids[b]`` in ``images[b]``.
 
     Args:
@@ -77,6 +78,9 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
         prototype_ids: (B,) one prototype per image (any prototypes, any images).
         method: ``"mdm"``, ``"hdm"`` or ``"neuromask"``.
         percentile, relative_threshold: the box rule (:func:`high_activation_box`).
+        tie_break: sigma, as a share of the image's shorter side, of
+            :func:`hdm.maps.break_ties`, which gives a plateau of maximal mask values its
+            centre as the one peak; 0 keeps the explainer's map.
         options: keyword options of the :mod:`hdm` class (e.g. ``steps`` for MDM,
             ``benchmark_steps`` for HDM, ``steps`` and ``seed`` for NeuroMask, ``progress``).
 
@@ -93,6 +97,7 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
 
     with evaluation_mode(model):
         maps = explainer(images, score)
+    maps = break_ties(maps, tie_break * min(maps.shape[-2:]))
     return localization_from_maps(maps, percentile, relative_threshold)
 
 

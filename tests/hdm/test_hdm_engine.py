@@ -8,10 +8,10 @@ import torch
 import hdm
 from hdm.constraints import Clamp, Sigmoid
 from hdm.engine import MaskOptimizer, grid_shape
-from hdm.fidelity import Fidelity
+from hdm.fidelity import Fidelity, deletion_loss
 from hdm.hooks import explaining, record_activations
 from hdm.layers import block_ends, last_convolution, resolve_layers
-from hdm.maps import normalize_maps, otsu_thresholds, resize_maps
+from hdm.maps import break_ties, normalize_maps, otsu_thresholds, resize_maps
 from hdm.optimizers import TFRMSprop
 from hdm.perturbation import blend, gaussian_blur, make_baseline
 from hdm.regularizers import LaplacianSmoothness, MaskArea, ParameterSparsity, TotalVariation
@@ -93,6 +93,59 @@ def test_fidelity_normalisations():
     assert loss.tolist() == [0.25, 0.25]
     loss = Fidelity("abs", "evidence")(target, output, reference, baseline_score, 1)
     assert loss.tolist() == [0.5, 1.0]
+
+
+def test_deletion_loss_counts_only_the_evidence_left_above_the_baseline():
+    reference = torch.tensor([3.0, 3.0])
+    baseline_score = torch.tensor([1.0, 1.0])
+    # Two copies (repeats=2) of two samples: left 2 of 2 evidence, 1 of 2, none, below baseline.
+    deleted = torch.tensor([3.0, 2.0, 1.0, 0.0])
+    loss = deletion_loss(deleted, reference, baseline_score, repeats=2)
+    assert loss.tolist() == [1.0, 0.25, 0.0, 0.0]
+
+
+def test_deletion_term_makes_the_mask_cover_every_copy_of_the_evidence():
+    # The score is the best of two boxes (as a prototype's max-pooled similarity): keeping
+    # either box keeps the score, so only the deletion term asks for both.
+    boxes = torch.zeros(2, 16, 16)
+    boxes[0, 2:6, 2:6] = 1
+    boxes[1, 10:14, 10:14] = 1
+    rows_seen: list[int] = []
+
+    def model(images: torch.Tensor) -> torch.Tensor:
+        rows_seen.append(images.shape[0])
+        inside = (images.mean(dim=1)[:, None] * boxes).sum(dim=(2, 3)) / boxes.sum(dim=(1, 2))
+        return inside.max(dim=1).values[:, None]
+
+    images = torch.ones(2, 3, 16, 16)
+    baseline = torch.zeros_like(images)
+    target = Target(torch.tensor([0, 0]), batch_size=2, device=images.device)
+    reference = model(images)[:, 0]
+    left = {}
+    for weight in (0.0, 1.0):
+        rows_seen.clear()
+        optimizer = MaskOptimizer(grid_sizes=(8,), steps=150, regularizers=[MaskArea(0.5)],
+                                  deletion_weight=weight, init=0.9)
+        result = optimizer.run(model, images, baseline, target, reference)
+        # The deletion term needs the baseline's score (one call of B rows), then runs
+        # 2 B rows per step instead of B; the final masks are scored once.
+        per_step = [2 * (1 + (weight > 0))] * 150
+        assert rows_seen == [2] * (weight > 0) + per_step + [2]
+        assert bool((result.scores > 0.8 * reference).all())
+        left[weight] = model(blend(images, baseline, 1 - result.masks[0]))[:, 0] / reference
+    assert float(left[0.0].min()) > 0.8  # one box is left whole without the deletion term
+    assert float(left[1.0].max()) < 0.3
+
+
+def test_break_ties_moves_a_plateau_peak_to_its_centre_and_keeps_other_orders():
+    maps = torch.zeros(1, 21, 21)
+    maps[0, 4:15, 6:17] = 1.0  # plateau centred on (9, 11): argmax would take (4, 6)
+    maps[0, 18, 2] = 0.5
+    broken = break_ties(maps, sigma=3.0)
+    assert divmod(int(broken.flatten().argmax()), 21) == (9, 11)
+    assert float((broken - maps).abs().max()) <= 1e-3
+    assert float(broken[0, 18, 2]) > float(broken[0, 0, 0])
+    assert torch.equal(break_ties(maps, sigma=0.0), maps)
 
 
 def test_grid_sizes_are_capped_at_the_image_size():
