@@ -34,6 +34,7 @@ from protoexplain.checkpoint import CHECKPOINT_NAME, atomic_write_json
 from protoexplain.config import load_config
 from protoexplain.pipeline import benchmark_run, evaluate_run, train_and_report
 from protoexplain.run_dir import load_run
+from prototypes.learned_masks import PROTOTYPE_DEFAULTS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -171,7 +172,8 @@ def cached_benchmark(
     run_dir: Path, methods: list[str], images_per_prototype: int, progress: bool
 ) -> dict:
     """Benchmark results of ``methods`` on a run, computing only those not already cached
-    under the same settings (pairs per prototype, metric options, method options)."""
+    under the same settings (pairs per prototype, metric options, method options) and, per
+    method, the same prototype defaults (:data:`prototypes.learned_masks.PROTOTYPE_DEFAULTS`)."""
     run = load_run(run_dir)
     localization = run.config.localization
     settings = {
@@ -183,13 +185,22 @@ def cached_benchmark(
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     same = cache.get("settings") == settings
     results = _nan_for_null(cache["results"]) if same else {}
-    missing = [method for method in methods if method not in results]
+    defaults = cache.get("defaults", {}) if same else {}
+    missing = [
+        method
+        for method in methods
+        if method not in results or defaults.get(method, {}) != PROTOTYPE_DEFAULTS.get(method, {})
+    ]
     if missing:
         fresh = benchmark_run(
             run, missing, images_per_prototype=images_per_prototype, progress=progress
         )
         results.update(fresh)
-        atomic_write_json(cache_path, _finite({"settings": settings, "results": results}))
+        defaults.update({method: PROTOTYPE_DEFAULTS.get(method, {}) for method in missing})
+        atomic_write_json(
+            cache_path,
+            _finite({"settings": settings, "defaults": defaults, "results": results}),
+        )
     return {method: results[method] for method in methods}
 
 

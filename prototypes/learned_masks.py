@@ -38,6 +38,11 @@ __all__ = ["LEARNED_MASK_METHODS", "PROTOTYPE_DEFAULTS", "learned_mask_localizat
 LEARNED_MASK_EXPLAINERS = ("mdm", "hdm", "neuromask")
 """Names in :data:`hdm.METHODS` of the mask-learning explainers."""
 
+EXPLAINED_SCORES = ("max", "peak")
+"""Which score a learned mask keeps: the prototype's max-pooled similarity (what the last layer
+weighs), or its similarity at the latent position where it peaks in the unmasked image (the
+position that Xu-Darme et al.'s fidelity reads)."""
+
 PROTOTYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "neuromask": {"baseline": "blur", "weight_limit": 2.0},
 }
@@ -68,7 +73,7 @@ def _explainer(method: str, model: ProtoPNet, options: dict[str, Any]) -> hdm.Ex
 def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
                               prototype_ids: torch.Tensor | Sequence[int], *, method: str,
                               percentile: float = 95.0, relative_threshold: float = 0.0,
-                              tie_break: float = 0.0, **options: Any) -> Localization:
+                              **options: Any) -> Localization:
     """Learned-mask localization of prototype ``prototype_ids[b]`` in ``images[b]``.
 
     Args:
@@ -78,11 +83,12 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
         prototype_ids: (B,) one prototype per image (any prototypes, any images).
         method: ``"mdm"``, ``"hdm"`` or ``"neuromask"``.
         percentile, relative_threshold: the box rule (:func:`high_activation_box`).
-        tie_break: sigma, as a share of the image's shorter side, of
-            :func:`hdm.maps.break_ties`, which gives a plateau of maximal mask values its
-            centre as the one peak; 0 keeps the explainer's map.
         options: keyword options of the :mod:`hdm` class (e.g. ``steps`` for MDM,
-            ``benchmark_steps`` for HDM, ``steps`` and ``seed`` for NeuroMask, ``progress``).
+            ``benchmark_steps`` for HDM, ``steps`` and ``seed`` for NeuroMask, ``progress``)
+            over :data:`PROTOTYPE_DEFAULTS`, and ``tie_break``: the sigma, as a share of the
+            image's shorter side, of :func:`hdm.maps.break_ties`, which gives a plateau of
+            maximal mask values its centre as the one peak (0, the default, keeps the map);
+            ``score``: one of :data:`EXPLAINED_SCORES` (default ``"max"``).
 
     Returns:
         ``maps`` (B, H, W): the explainer's map in [0, 1]; ``boxes`` (B, 4) int64.
@@ -90,12 +96,24 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
     if method not in LEARNED_MASK_EXPLAINERS:
         raise ValueError(f"method must be one of {LEARNED_MASK_EXPLAINERS}, got {method!r}")
     ids = prototype_id_tensor(model, images, prototype_ids)
-    explainer = _explainer(method, model, {**PROTOTYPE_DEFAULTS.get(method, {}), **options})
-
-    def score(output: ProtoPNetOutput) -> torch.Tensor:
-        return prototype_scores(output.similarities, ids)
-
+    options = {**PROTOTYPE_DEFAULTS.get(method, {}), **options}
+    tie_break = float(options.pop("tie_break", 0.0))
+    explained = options.pop("score", "max")
+    if explained not in EXPLAINED_SCORES:
+        raise ValueError(f"score must be one of {EXPLAINED_SCORES}, got {explained!r}")
+    explainer = _explainer(method, model, options)
     with evaluation_mode(model):
+        if explained == "max":
+            def score(output: ProtoPNetOutput) -> torch.Tensor:
+                return prototype_scores(output.similarities, ids)
+        else:
+            rows = torch.arange(len(ids), device=images.device)
+            with torch.no_grad():
+                peaks = model(images).similarity_maps[rows, ids].flatten(1).argmax(dim=1)
+
+            def score(output: ProtoPNetOutput) -> torch.Tensor:
+                maps = output.similarity_maps[rows, ids].flatten(1)
+                return maps.gather(1, peaks[:, None]).squeeze(1)
         maps = explainer(images, score)
     maps = break_ties(maps, tie_break * min(maps.shape[-2:]))
     return localization_from_maps(maps, percentile, relative_threshold)

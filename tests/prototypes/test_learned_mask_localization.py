@@ -100,3 +100,35 @@ def test_prototype_defaults_reach_neuromask_and_the_callers_options_win(monkeypa
     localize(model, images, [0], method="neuromask", steps=1, baseline="zero")
     assert received[0] == {"baseline": "blur", "weight_limit": 2.0, "steps": 1}
     assert received[1]["baseline"] == "zero" and received[1]["weight_limit"] == 2.0
+
+
+def test_peak_score_reads_the_similarity_where_it_peaked_on_the_unmasked_image(monkeypatch):
+    explained = {}
+
+    class Probe(hdm.Explainer):
+        """Records the explained score on the images flipped left to right (the peak moves)."""
+
+        def __init__(self, model, **options):
+            super().__init__(model)
+
+        def explain(self, images, target):
+            explained["score"] = target.score(self.model(images.flip(-1)))
+            return torch.zeros(images.shape[0], *images.shape[-2:])
+
+    monkeypatch.setitem(hdm.METHODS, "mdm", Probe)
+    torch.manual_seed(0)
+    model = make_model(image_size=32).eval()
+    images = torch.rand(2, 3, 32, 32)
+    ids = torch.tensor([0, 3])
+    rows = torch.arange(2)
+    with torch.no_grad():
+        peaks = model(images).similarity_maps[rows, ids].flatten(1).argmax(dim=1)
+        flipped = model(images.flip(-1))
+    localize(model, images, ids, method="mdm", score="peak")
+    at_peak = flipped.similarity_maps[rows, ids].flatten(1)[rows, peaks]
+    torch.testing.assert_close(explained["score"], at_peak)
+    localize(model, images, ids, method="mdm")
+    torch.testing.assert_close(explained["score"], flipped.similarities[rows, ids])
+    assert not torch.allclose(at_peak, flipped.similarities[rows, ids])
+    with pytest.raises(ValueError, match="score must be one of"):
+        localize(model, images, ids, method="mdm", score="mean")
