@@ -1,8 +1,9 @@
 """Localizing prototypes with learned saliency masks: MDM, HDM and NeuroMask (:mod:`hdm`).
 
-The score explained for pair ``b`` is the prototype's max-pooled similarity
-``out.similarities[b, prototype_ids[b]]``, the quantity the last layer weighs, given to the
-:mod:`hdm` explainer as a callable target. The explainer learns one mask per pair, all pairs
+The score explained for pair ``b`` is the prototype's pooled similarity
+``out.similarities[b, prototype_ids[b]]`` (the quantity the last layer weighs) or, for HDM on a
+ProtoPNet, its similarity at the position where it peaks (option ``score``,
+:data:`EXPLAINED_SCORES`), given to the :mod:`hdm` explainer as a callable target. The explainer learns one mask per pair, all pairs
 in one batched optimisation (:class:`hdm.engine.MaskOptimizer`), so a pair's map does not
 depend on the other pairs of the batch (up to floating-point rounding). The box is the
 high-activation box of the learned map with the same rule as ``upsample`` (by default the
@@ -38,12 +39,17 @@ __all__ = ["LEARNED_MASK_METHODS", "PROTOTYPE_DEFAULTS", "learned_mask_localizat
 LEARNED_MASK_EXPLAINERS = ("mdm", "hdm", "neuromask")
 """Names in :data:`hdm.METHODS` of the mask-learning explainers."""
 
-EXPLAINED_SCORES = ("max", "peak")
-"""Which score a learned mask keeps: the prototype's max-pooled similarity (what the last layer
-weighs), or its similarity at the latent position where it peaks in the unmasked image (the
-position that Xu-Darme et al.'s fidelity reads)."""
+EXPLAINED_SCORES = ("auto", "pooled", "peak")
+"""Which score a learned mask keeps: ``"pooled"``, the prototype's pooled similarity
+(``out.similarities``, what the last layer weighs: ProtoPNet's max over positions, XProtoNet's
+occurrence-weighted cosine); ``"peak"`` (ProtoPNet only), its similarity at the latent position
+where it peaks in the unmasked image, i.e. the one occurrence that push projects onto, that the
+upsampled map's box surrounds and that Xu-Darme et al.'s fidelity reads; ``"auto"``: ``"peak"``
+for ProtoPNet, ``"pooled"`` otherwise. With the pooled max, a mask that must also remove the
+score (the deletion term) has to cover every position that matches the prototype."""
 
 PROTOTYPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "hdm": {"score": "auto", "deletion_weight": 1.0, "tie_break": 0.1},
     "neuromask": {"baseline": "blur", "weight_limit": 2.0},
 }
 """Options that differ from an explainer's own defaults when it localizes prototypes (an
@@ -66,7 +72,7 @@ def _explainer(method: str, model: ProtoPNet, options: dict[str, Any]) -> hdm.Ex
         known = [name for name in inspect.signature(explainer_class).parameters
                  if name != "model"]
         raise ValueError(f"localization method {method!r}: {error}; its options are "
-                         f"{known}, 'percentile', 'relative_threshold' and 'tie_break'") from None
+                         f"{known}, 'percentile', 'relative_threshold', 'tie_break' and 'score'") from None
     return explainer_class(model, **options)
 
 
@@ -88,7 +94,7 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
             over :data:`PROTOTYPE_DEFAULTS`, and ``tie_break``: the sigma, as a share of the
             image's shorter side, of :func:`hdm.maps.break_ties`, which gives a plateau of
             maximal mask values its centre as the one peak (0, the default, keeps the map);
-            ``score``: one of :data:`EXPLAINED_SCORES` (default ``"max"``).
+            ``score``: one of :data:`EXPLAINED_SCORES` (default ``"pooled"``).
 
     Returns:
         ``maps`` (B, H, W): the explainer's map in [0, 1]; ``boxes`` (B, 4) int64.
@@ -98,12 +104,16 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
     ids = prototype_id_tensor(model, images, prototype_ids)
     options = {**PROTOTYPE_DEFAULTS.get(method, {}), **options}
     tie_break = float(options.pop("tie_break", 0.0))
-    explained = options.pop("score", "max")
+    explained = options.pop("score", "pooled")
     if explained not in EXPLAINED_SCORES:
         raise ValueError(f"score must be one of {EXPLAINED_SCORES}, got {explained!r}")
+    if explained == "auto":
+        explained = "peak" if isinstance(model, ProtoPNet) else "pooled"
+    if explained == "peak" and not isinstance(model, ProtoPNet):
+        raise ValueError(f"score 'peak' needs a ProtoPNet, got {type(model).__name__}")
     explainer = _explainer(method, model, options)
     with evaluation_mode(model):
-        if explained == "max":
+        if explained == "pooled":
             def score(output: ProtoPNetOutput) -> torch.Tensor:
                 return prototype_scores(output.similarities, ids)
         else:
