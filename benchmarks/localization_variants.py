@@ -30,9 +30,20 @@ from protoexplain.factory import build_dataset
 from protoexplain.metrics.localization import LocalizationSettings
 from protoexplain.run_dir import load_run
 
-QUALITY = ("relevance", "energy_object", "pointing_object", "energy_part", "pointing_part",
-           "iou_part", "consistency", "fidelity", "stability", "deletion", "insertion",
-           "sanity_spearman")
+QUALITY = (
+    "relevance",
+    "energy_object",
+    "pointing_object",
+    "energy_part",
+    "pointing_part",
+    "iou_part",
+    "consistency",
+    "fidelity",
+    "stability",
+    "deletion",
+    "insertion",
+    "sanity_spearman",
+)
 COST = ("forward_passes_per_pair", "seconds_per_pair")
 
 
@@ -66,37 +77,54 @@ def _split_options(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--variant", action="append", required=True)
     parser.add_argument("--reference", help="variant whose values count as 100%%")
     parser.add_argument("--images-per-prototype", type=int, default=2)
     parser.add_argument("--all-metrics", action="store_true")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="output path without extension (.json and .md are written)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output path without extension (.json and .md are written)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
     run = load_run(args.run_dir)
     test_set = build_dataset(run.config, "test", augment=False)
     variants = [parse_variant(text) for text in args.variant]
-    settings = LocalizationSettings() if args.all_metrics else LocalizationSettings(
-        stability=False, sanity=False, deletion_insertion=False)
+    settings = (
+        LocalizationSettings()
+        if args.all_metrics
+        else LocalizationSettings(stability=False, sanity=False, deletion_insertion=False)
+    )
     results = {}
     for name, method, options in variants:
-        scored = run_benchmark(run.model, test_set, {method: options},
-                               images_per_prototype=args.images_per_prototype,
-                               settings=settings, batch_size=run.config.data.eval_batch_size,
-                               device=run.device, seed=run.config.seed,
-                               progress=not args.no_progress)
+        scored = run_benchmark(
+            run.model,
+            test_set,
+            {method: options},
+            images_per_prototype=args.images_per_prototype,
+            settings=settings,
+            batch_size=run.config.data.eval_batch_size,
+            device=run.device,
+            seed=run.config.seed,
+            progress=not args.no_progress,
+        )
         results[name] = scored[method]
     reference = results.get(args.reference) if args.reference else None
     metrics = [m for m in QUALITY if all(m in row for row in results.values())]
-    lines = [f"Localization variants on {args.run_dir} ({args.images_per_prototype} test images "
-             "per prototype)" + (f"; (x%) = share of '{args.reference}'" if reference else ""),
-             "", "| variant | " + " | ".join(metrics + list(COST)) + " |",
-             "|---" * (1 + len(metrics) + len(COST)) + "|"]
+    lines = [
+        f"Localization variants on {args.run_dir} ({args.images_per_prototype} test images "
+        "per prototype)" + (f"; (x%) = share of '{args.reference}'" if reference else ""),
+        "",
+        "| variant | " + " | ".join(metrics + list(COST)) + " |",
+        "|---" * (1 + len(metrics) + len(COST)) + "|",
+    ]
     for name, row in results.items():
         cells = []
         for metric in metrics:
@@ -110,11 +138,21 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(table + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"run": str(args.run_dir), "images_per_prototype": args.images_per_prototype,
-         "variants": {name: {"method": method, "options": options}
-                      for name, method, options in variants},
-         "results": results}, indent=2) + "\n")
+    args.out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "run": str(args.run_dir),
+                "images_per_prototype": args.images_per_prototype,
+                "variants": {
+                    name: {"method": method, "options": options}
+                    for name, method, options in variants
+                },
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return 0
 
 
