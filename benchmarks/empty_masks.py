@@ -18,17 +18,15 @@ Prints a Markdown table and writes OUT.json and OUT.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from study_io import load_run_pairs, save_report
+
 from hdm.perturbation import gaussian_blur
-from protoexplain.factory import build_dataset
 from protoexplain.metrics.localization import LocalizationSettings
-from protoexplain.metrics.pairs import build_pairs
 from protoexplain.metrics.scores import PairScores
 from protoexplain.pipeline import method_options
-from protoexplain.run_dir import load_run
 from prototypes.localization import localize
 
 BLUR_SIGMA = 10.0
@@ -45,20 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output path without extension")
     args = parser.parse_args(argv)
 
-    run = load_run(args.run_dir)
-    model = run.model.eval()
-    test = build_dataset(run.config, "test", augment=False)
-    boxed = "box_labels" in test[0] and "object_mask" not in test[0]
-    pairs = build_pairs(
-        test,
-        model.prototype_class_identity.argmax(dim=1),
-        images_per_class=args.images_per_prototype,
-        seed=run.config.seed,
-        require_box=boxed,
-        progress=False,
-    )
-    images = pairs.images[pairs.rows].to(run.device)
-    ids = pairs.prototypes.to(run.device)
+    study = load_run_pairs(args.run_dir, args.images_per_prototype)
+    run, model, images, ids = study.run, study.model, study.images, study.ids
     settings = LocalizationSettings(**run.config.localization.metric_options)
     scores = PairScores(model, images, ids, settings.similarity_at)
     blur_share = scores.of_images(gaussian_blur(images, BLUR_SIGMA)) / scores.reference
@@ -94,11 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     text = "\n".join(lines) + "\n"
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(
-        json.dumps({"run": str(args.run_dir), "results": results}, indent=2) + "\n"
-    )
-    args.out.with_suffix(".md").write_text(text)
+    save_report(args.out, text, {"run": str(args.run_dir), "results": results})
     return 0
 
 

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import torch
+from study_io import save_report
 
 from protoexplain.benchmark import (
     aggregate_runs,
@@ -156,10 +157,7 @@ def write_report(summary: dict, out: Path, method: str, baseline: str) -> None:
     """Print the study's tables and write ``OUT.json`` (with the comparison) and ``OUT.md``."""
     text, comparison = tables(summary, method, baseline)
     print(text)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    saved = _finite({**summary, "comparison": comparison})
-    out.with_suffix(".json").write_text(json.dumps(saved, indent=2) + "\n")
-    out.with_suffix(".md").write_text(text)
+    save_report(out, text, _finite({**summary, "comparison": comparison}))
 
 
 QUALITY = {"test_accuracy", "test_auroc"}

@@ -18,12 +18,12 @@ writes ``OUT.json`` and ``OUT.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 import yaml
+from study_io import save_report
 
 from protoexplain.benchmark import run_benchmark
 from protoexplain.factory import build_dataset
@@ -136,23 +136,15 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(table + "\n")
-    args.out.with_suffix(".json").write_text(
-        json.dumps(
-            {
-                "run": str(args.run_dir),
-                "images_per_prototype": args.images_per_prototype,
-                "variants": {
-                    name: {"method": method, "options": options}
-                    for name, method, options in variants
-                },
-                "results": results,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    record = {
+        "run": str(args.run_dir),
+        "images_per_prototype": args.images_per_prototype,
+        "variants": {
+            name: {"method": method, "options": options} for name, method, options in variants
+        },
+        "results": results,
+    }
+    save_report(args.out, table + "\n", record)
     return 0
 
 

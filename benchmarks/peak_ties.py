@@ -20,19 +20,16 @@ Prints a Markdown table and writes OUT.json and OUT.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
+from study_io import load_run_pairs, save_report
 from torch import Tensor
 
 from hdm.metrics import pointing_game
-from protoexplain.factory import build_dataset
 from protoexplain.metrics.boxes import finding_regions
-from protoexplain.metrics.pairs import build_pairs
 from protoexplain.pipeline import method_options
-from protoexplain.run_dir import load_run
 from prototypes.localization import localize
 
 
@@ -64,22 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output path without extension")
     args = parser.parse_args(argv)
 
-    run = load_run(args.run_dir)
-    model = run.model.eval()
-    test = build_dataset(run.config, "test", augment=False)
-    classes = model.prototype_class_identity.argmax(dim=1)
-    probe = test[0]
-    boxed = "box_labels" in probe and "object_mask" not in probe
-    pairs = build_pairs(
-        test,
-        classes,
-        images_per_class=args.images_per_prototype,
-        seed=run.config.seed,
-        require_box=boxed,
-        progress=False,
-    )
-    images = pairs.images[pairs.rows].to(run.device)
-    ids = pairs.prototypes.to(run.device)
+    study = load_run_pairs(args.run_dir, args.images_per_prototype)
+    run, model, images, ids, pairs = study.run, study.model, study.images, study.ids, study.pairs
+    classes, boxed = study.classes, study.boxed
     truth = {key: value[pairs.rows].to(run.device) for key, value in pairs.ground_truth.items()}
     if boxed:
         regions, _ = finding_regions(
@@ -117,11 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     text = "\n".join(lines) + "\n"
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(
-        json.dumps({"run": str(args.run_dir), "results": results}, indent=2) + "\n"
-    )
-    args.out.with_suffix(".md").write_text(text)
+    save_report(args.out, text, {"run": str(args.run_dir), "results": results})
     return 0
 
 

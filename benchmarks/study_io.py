@@ -1,0 +1,62 @@
+"""What the single-run benchmark scripts share: the (test image, prototype) pairs of a trained
+run, and writing a report as ``OUT.json`` beside ``OUT.md``.
+
+The scripts run as ``python benchmarks/NAME.py``, so this module is imported by its bare name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from protoexplain.factory import build_dataset
+from protoexplain.metrics.pairs import EvaluationPairs, build_pairs
+from protoexplain.run_dir import LoadedRun, load_run
+
+
+@dataclass
+class RunPairs:
+    """A run's model in eval mode and its pairs: ``images[b]`` with prototype ``ids[b]``
+    (on the run's device). ``boxed``: the data set's ground truth is finding boxes, not an
+    object mask (XProtoNet's multi-label sets)."""
+
+    run: LoadedRun
+    model: torch.nn.Module
+    pairs: EvaluationPairs
+    images: torch.Tensor
+    ids: torch.Tensor
+    classes: torch.Tensor
+    boxed: bool
+
+
+def load_run_pairs(run_dir: Path, images_per_prototype: int) -> RunPairs:
+    """``images_per_prototype`` test images of each prototype's class (with a finding box on
+    boxed data sets), chosen with the run's seed as the benchmark does."""
+    run = load_run(run_dir)
+    model = run.model.eval()
+    test = build_dataset(run.config, "test", augment=False)
+    classes = model.prototype_class_identity.argmax(dim=1)
+    probe = test[0]
+    boxed = "box_labels" in probe and "object_mask" not in probe
+    pairs = build_pairs(
+        test,
+        classes,
+        images_per_class=images_per_prototype,
+        seed=run.config.seed,
+        require_box=boxed,
+        progress=False,
+    )
+    images = pairs.images[pairs.rows].to(run.device)
+    ids = pairs.prototypes.to(run.device)
+    return RunPairs(run, model, pairs, images, ids, classes, boxed)
+
+
+def save_report(out: Path, text: str, record: Any) -> None:
+    """Write ``record`` as ``OUT.json`` and ``text`` as ``OUT.md`` (creating OUT's folder)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    out.with_suffix(".md").write_text(text)
