@@ -33,6 +33,7 @@ from prototypes.localization_base import (
 )
 from prototypes.model import ProtoPNet, ProtoPNetOutput
 from prototypes.modes import evaluation_mode
+from prototypes.pair_scores import PairScores
 
 __all__ = ["LEARNED_MASK_METHODS", "PROTOTYPE_DEFAULTS", "learned_mask_localization"]
 
@@ -123,13 +124,7 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
             def score(output: ProtoPNetOutput) -> torch.Tensor:
                 return prototype_scores(output.similarities, ids)
         else:
-            rows = torch.arange(len(ids), device=images.device)
-            with torch.no_grad():
-                peaks = model(images).similarity_maps[rows, ids].flatten(1).argmax(dim=1)
-
-            def score(output: ProtoPNetOutput) -> torch.Tensor:
-                maps = output.similarity_maps[rows, ids].flatten(1)
-                return maps.gather(1, peaks[:, None]).squeeze(1)
+            score = PairScores(model, images, ids, "peak")
         maps = explainer(images, score)
     maps = break_ties(maps, tie_break * min(maps.shape[-2:]))
     return localization_from_maps(maps, percentile, relative_threshold)

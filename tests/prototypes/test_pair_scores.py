@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from protoexplain.metrics.scores import PairScores, fill_values
+from prototypes.pair_scores import PairScores
 
 
 class MapsFromImages(nn.Module):
@@ -50,16 +50,3 @@ def test_max_scores_follow_the_maximum_wherever_it_is():
     moved = images.clone()
     moved[0, 1] = torch.tensor([[9.0, 1.0], [0.0, 0.0]])
     assert scores.of_images(moved).tolist() == [9.0, 4.0]
-
-
-def test_fill_is_the_models_normalisation_mean_each_images_mean_colour_or_a_blur():
-    model = MapsFromImages()
-    images = torch.rand(2, 3, 4, 4)
-    assert torch.allclose(fill_values(model, images, "dataset_mean"),
-                          torch.tensor([[0.1, 0.2, 0.3]] * 2))
-    assert torch.allclose(fill_values(model, images, "image_mean"), images.mean(dim=(2, 3)))
-    blurred = fill_values(model, images, "blur")
-    assert blurred.shape == images.shape
-    assert blurred.std() < images.std()  # smoothed toward each image's local mean
-    flat = torch.full((1, 3, 8, 8), 0.3)
-    assert torch.allclose(fill_values(model, flat, "blur"), flat, atol=1e-6)
