@@ -66,8 +66,7 @@ class Fidelity:
             difference = difference / reference.float().abs().clamp_min(1e-6).repeat(repeats)
         elif self.normalize == "evidence":
             assert baseline_score is not None
-            evidence = (reference.float() - baseline_score.float()).abs().clamp_min(1e-6)
-            difference = difference / evidence.repeat(repeats)
+            difference = difference / evidence_scale(reference, baseline_score, repeats)
         if self.kind == "abs":
             return difference.abs()
         if self.kind == "drop":
@@ -82,8 +81,11 @@ def deletion_loss(
     the mask's region removed (score ``s_d``) keeps no more of the target's evidence than
     the baseline image (``s_b``); ``s0`` is the reference score. ``deleted_scores`` is
     ``(repeats * B,)``, ``reference`` and ``baseline_score`` are ``(B,)``."""
-    evidence = (reference.float() - baseline_score.float()).abs().clamp_min(1e-6)
-    remaining = (deleted_scores.float() - baseline_score.float().repeat(repeats)) / evidence.repeat(
-        repeats
-    )
-    return remaining.clamp_min(0).pow(2)
+    remaining = deleted_scores.float() - baseline_score.float().repeat(repeats)
+    return (remaining / evidence_scale(reference, baseline_score, repeats)).clamp_min(0).pow(2)
+
+
+def evidence_scale(reference: Tensor, baseline_score: Tensor, repeats: int) -> Tensor:
+    """``|s0 - s_b|`` (at least 1e-6) of each sample, repeated for ``repeats`` stacked copies:
+    the unit of the ``"evidence"`` normalisation and of :func:`deletion_loss`."""
+    return (reference.float() - baseline_score.float()).abs().clamp_min(1e-6).repeat(repeats)
