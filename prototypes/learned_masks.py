@@ -110,7 +110,10 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
         raise ValueError(f"method must be one of {LEARNED_MASK_EXPLAINERS}, got {method!r}")
     ids = prototype_id_tensor(model, images, prototype_ids)
     options = {**PROTOTYPE_DEFAULTS.get(method, {}), **options}
-    tie_break = float(options.pop("tie_break", 0.0))
+    tie_break = options.pop("tie_break", 0.0)
+    if isinstance(tie_break, bool) or not isinstance(tie_break, (int, float)) or tie_break < 0:
+        raise ValueError(f"tie_break must be a number >= 0 (a share of the image side), got "
+                         f"{tie_break!r}")
     explained = options.pop("score", "pooled")
     if explained not in EXPLAINED_SCORES:
         raise ValueError(f"score must be one of {EXPLAINED_SCORES}, got {explained!r}")

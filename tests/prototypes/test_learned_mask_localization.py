@@ -132,3 +132,6 @@ def test_peak_score_reads_the_similarity_where_it_peaked_on_the_unmasked_image(m
     assert not torch.allclose(at_peak, flipped.similarities[rows, ids])
     with pytest.raises(ValueError, match="score must be one of"):
         localize(model, images, ids, method="mdm", score="mean")
+    for bad in ("wide", -0.1):
+        with pytest.raises(ValueError, match="tie_break must be a number >= 0"):
+            localize(model, images, ids, method="mdm", tie_break=bad)
