@@ -11,7 +11,7 @@ from hdm.engine import MaskOptimizer, grid_shape
 from hdm.fidelity import Fidelity, deletion_loss
 from hdm.hooks import explaining, record_activations
 from hdm.layers import block_ends, last_convolution, resolve_layers
-from hdm.maps import break_ties, normalize_maps, otsu_thresholds, resize_maps
+from hdm.maps import normalize_maps, otsu_thresholds, resize_maps, weight_by_density
 from hdm.optimizers import TFRMSprop
 from hdm.perturbation import blend, gaussian_blur, make_baseline
 from hdm.regularizers import LaplacianSmoothness, MaskArea, ParameterSparsity, TotalVariation
@@ -137,15 +137,19 @@ def test_deletion_term_makes_the_mask_cover_every_copy_of_the_evidence():
     assert float(left[1.0].max()) < 0.3
 
 
-def test_break_ties_moves_a_plateau_peak_to_its_centre_and_keeps_other_orders():
-    maps = torch.zeros(1, 21, 21)
+def test_density_weighting_peaks_at_a_plateau_centre_and_prefers_a_blob_to_a_speck():
+    maps = torch.zeros(2, 21, 21)
     maps[0, 4:15, 6:17] = 1.0  # plateau centred on (9, 11): argmax would take (4, 6)
-    maps[0, 18, 2] = 0.5
-    broken = break_ties(maps, sigma=3.0)
-    assert divmod(int(broken.flatten().argmax()), 21) == (9, 11)
-    assert float((broken - maps).abs().max()) <= 1e-3
-    assert float(broken[0, 18, 2]) > float(broken[0, 0, 0])
-    assert torch.equal(break_ties(maps, sigma=0.0), maps)
+    maps[1, 2, 2] = 1.0  # an isolated speck at the top value ...
+    maps[1, 10:17, 10:17] = 0.9  # ... loses to a dense blob just below it
+    weighted = weight_by_density(maps, sigma=3.0)
+    assert divmod(int(weighted[0].flatten().argmax()), 21) == (9, 11)
+    assert divmod(int(weighted[1].flatten().argmax()), 21) == (13, 13)
+    assert torch.equal(weighted > 0, maps > 0)  # the support is kept
+    assert float(weighted.amin()) == 0.0 and torch.allclose(weighted.amax(dim=(1, 2)),
+                                                           torch.ones(2))
+    assert torch.equal(weight_by_density(maps, sigma=0.0), maps)
+    assert torch.equal(weight_by_density(torch.zeros(1, 5, 5), sigma=1.0), torch.zeros(1, 5, 5))
 
 
 def test_grid_sizes_are_capped_at_the_image_size():
@@ -175,7 +179,10 @@ def test_random_initial_mask_is_shared_by_the_batch():
     target = Target(lambda out: out.flatten(1).sum(dim=1), batch_size=3, device=images.device)
     generator = torch.Generator().manual_seed(0)
     result = optimizer.run(lambda x: x, images, images, target, torch.zeros(3), generator=generator)
-    assert torch.equal(result.grids[0][0], result.grids[0][2])
+    # Equal up to rounding: vectorised kernels may round the tail of a tensor differently
+    # (one sample differed in the last bit on torch 2.11 on an H100 machine's CPU).
+    torch.testing.assert_close(result.grids[0][0], result.grids[0][2], rtol=1e-6, atol=0)
+    assert not torch.allclose(result.grids[0][0], result.grids[0][0].mean())
 
 
 def test_normalised_maps_span_the_unit_interval_and_flat_maps_vanish():

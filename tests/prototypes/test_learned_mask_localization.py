@@ -133,5 +133,5 @@ def test_peak_score_reads_the_similarity_where_it_peaked_on_the_unmasked_image(m
     with pytest.raises(ValueError, match="score must be one of"):
         localize(model, images, ids, method="mdm", score="mean")
     for bad in ("wide", -0.1):
-        with pytest.raises(ValueError, match="tie_break must be a number >= 0"):
-            localize(model, images, ids, method="mdm", tie_break=bad)
+        with pytest.raises(ValueError, match="density_sigma must be a number >= 0"):
+            localize(model, images, ids, method="mdm", density_sigma=bad)
