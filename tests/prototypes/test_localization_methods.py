@@ -63,7 +63,10 @@ def test_a_batch_gives_each_pair_the_map_it_gets_alone(method, model, pairs):
     together = localize(model, images, ids, method=method, **options)
     for b in range(len(ids)):
         alone = localize(model, images[b:b + 1], ids[b:b + 1], method=method, **options)
-        torch.testing.assert_close(together.maps[b], alone.maps[0], atol=1e-4, rtol=0)
+        # Optimised masks amplify rounding (which differs with a row's place in a batch on
+        # some CPUs: up to 3e-4 after 15 MDM steps on an H100 machine's CPU); a real coupling
+        # between pairs would move whole regions.
+        torch.testing.assert_close(together.maps[b], alone.maps[0], atol=2e-3, rtol=0)
         assert torch.equal(together.boxes[b], alone.boxes[0])
 
 
@@ -81,3 +84,32 @@ def test_method_leaves_modes_flags_and_parameters_of_the_model_unchanged(method)
     for name, value in model.state_dict().items():
         assert torch.equal(value, state[name]), name
     assert all(p.grad is None for p in model.parameters())
+
+
+DETERMINISTIC = ["upsample", "receptive_field", "mdm", "hdm", "centre"]
+"""Methods whose maps depend on the model and images alone (``smoothgrad``, ``random`` and
+NeuroMask's initial mask draw from the device's generator, whose streams differ between CPU and
+CUDA)."""
+OPTIMISED = {"mdm", "hdm"}
+"""Methods that learn their maps by gradient steps."""
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("method", DETERMINISTIC)
+def test_method_on_cuda_keeps_everything_there_and_matches_the_cpu(method, model, pairs):
+    images, ids = pairs
+    on_cpu = localize(model, images, ids, method=method, **FAST_OPTIONS[method])
+    gpu_model = make_model(image_size=32)
+    gpu_model.load_state_dict(model.state_dict())
+    gpu_model = gpu_model.cuda()
+    on_gpu = localize(gpu_model, images.cuda(), ids.cuda(), method=method,
+                      **FAST_OPTIONS[method])
+    assert on_gpu.maps.is_cuda and on_gpu.boxes.is_cuda
+    difference = (on_gpu.maps.cpu() - on_cpu.maps).abs()
+    if method in OPTIMISED:
+        # Adam's first steps move each cell by about the learning rate in the direction of
+        # its gradient's sign, which rounding flips where a gradient is near zero (HDM after
+        # 3 + 3 steps on an H100: 9 % of pixels off by more than 2e-3, the largest by 0.09).
+        assert float(difference.mean()) < 0.02
+    else:
+        assert float(difference.max()) < 2e-3
