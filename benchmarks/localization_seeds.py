@@ -16,6 +16,7 @@ and ``OUT.md``: the headline metrics of every method (mean ± std over seeds), w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -32,7 +33,7 @@ from protoexplain.benchmark import (
     comparison_table,
 )
 from protoexplain.checkpoint import CHECKPOINT_NAME, atomic_write_json
-from protoexplain.config import load_config
+from protoexplain.config import LocalizationConfig, load_config
 from protoexplain.pipeline import benchmark_run, evaluate_run, train_and_report
 from protoexplain.run_dir import load_run
 from prototypes.learned_masks import PROTOTYPE_DEFAULTS
@@ -167,13 +168,20 @@ CACHE_NAME = "seed_study.json"
 
 
 def cached_benchmark(
-    run_dir: Path, methods: list[str], images_per_prototype: int, progress: bool
+    run_dir: Path,
+    methods: list[str],
+    images_per_prototype: int,
+    localization: LocalizationConfig,
+    progress: bool,
 ) -> dict:
     """Benchmark results of ``methods`` on a run, computing only those not already cached
     under the same settings (pairs per prototype, metric options, method options) and, per
-    method, the same prototype defaults (:data:`prototypes.learned_masks.PROTOTYPE_DEFAULTS`)."""
+    method, the same prototype defaults (:data:`prototypes.learned_masks.PROTOTYPE_DEFAULTS`).
+
+    ``localization``: the study's localization settings (its ``--set`` overrides included);
+    they replace those the run was trained with, which only matter for the benchmark."""
     run = load_run(run_dir)
-    localization = run.config.localization
+    run.config = dataclasses.replace(run.config, localization=localization)
     settings = {
         "images_per_prototype": images_per_prototype,
         "metric_options": localization.metric_options,
@@ -226,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         if not QUALITY.intersection(metrics):  # interrupted after training, before the test
             metrics = evaluate_run(load_run(run_dir), progress=progress)
         quality = {key: metrics[key] for key in QUALITY if key in metrics}
-        results = cached_benchmark(run_dir, methods, args.images_per_prototype, progress)
+        results = cached_benchmark(
+            run_dir, methods, args.images_per_prototype, config.localization, progress
+        )
         per_seed[seed] = {method: {**quality, **results[method]} for method in methods}
     summary = {
         "config": args.config,

@@ -1,4 +1,4 @@
-"""Compare option variants of localization methods on one trained run (ablations, budgets).
+"""Compare option variants of localization methods on trained runs (ablations, budgets).
 
     python benchmarks/localization_variants.py runs/demo \
         --variant "upsample=upsample" \
@@ -10,9 +10,11 @@ Each ``--variant`` is ``NAME=METHOD[:key=value,...]`` (values parsed as YAML, so
 ``baseline=blur`` and ``grid_sizes=[4,8]`` work). Every variant is scored on the same
 prototypes and test images with the localization metrics; stability, the randomisation check
 and deletion/insertion are skipped unless ``--all-metrics`` (they do not measure where a map
-points and double the cost). With ``--reference``, each cell also gives the share of that
-variant's value (e.g. the converged quality of the largest budget). Prints a Markdown table and
-writes ``OUT.json`` and ``OUT.md``.
+points and double the cost); ``--stability`` adds stability alone. With ``--reference``, each
+cell also gives the share of that variant's value (e.g. the converged quality of the largest
+budget). Prints a Markdown table and writes ``OUT.json`` and ``OUT.md``. Given several run
+directories (e.g. the training seeds of ``localization_seeds.py``), each cell is the mean ±
+sample std over the runs, and the JSON keeps every run's values.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 import yaml
 from study_io import save_report
 
-from protoexplain.benchmark import run_benchmark
+from protoexplain.benchmark import aggregate_runs, run_benchmark
 from protoexplain.factory import build_dataset
 from protoexplain.metrics.localization import LocalizationSettings
 from protoexplain.run_dir import load_run
@@ -76,15 +78,83 @@ def _split_options(text: str) -> list[str]:
     return [*parts, current]
 
 
+def score_variants(
+    run_dir: Path,
+    variants: list[tuple[str, str, dict]],
+    settings: LocalizationSettings,
+    images_per_prototype: int,
+    quiet: bool,
+) -> dict[str, dict[str, float]]:
+    """``{variant: {metric: value}}`` of every variant on one run's pairs."""
+    run = load_run(run_dir)
+    test_set = build_dataset(run.config, "test", augment=False)
+    results = {}
+    for name, method, options in variants:
+        scored = run_benchmark(
+            run.model,
+            test_set,
+            {method: options},
+            images_per_prototype=images_per_prototype,
+            settings=settings,
+            batch_size=run.config.data.eval_batch_size,
+            device=run.device,
+            seed=run.config.seed,
+            progress=not quiet,
+        )
+        results[name] = scored[method]
+    return results
+
+
+def record_keys(run_dirs: list[Path]) -> list[str]:
+    """Names of the runs in the JSON record: the directory names, or the paths if two share
+    a name."""
+    names = [run_dir.name for run_dir in run_dirs]
+    return names if len(set(names)) == len(names) else [str(run_dir) for run_dir in run_dirs]
+
+
+def variants_table(aggregated: dict, reference: str | None, num_runs: int) -> str:
+    """Markdown table of the variants' metrics (mean ± std when ``num_runs`` > 1) and cost;
+    with ``reference``, each quality cell also gives its share of that variant's mean."""
+    if reference is not None and reference not in aggregated:
+        raise SystemExit(f"--reference {reference!r} is not one of the variants")
+    base = aggregated.get(reference) if reference else None
+    metrics = [m for m in QUALITY if all(m in row for row in aggregated.values())]
+    lines = [
+        "| variant | " + " | ".join(metrics + list(COST)) + " |",
+        "|---" * (1 + len(metrics) + len(COST)) + "|",
+    ]
+    for name, row in aggregated.items():
+        cells = []
+        for metric in metrics:
+            mean, std = row[metric]["mean"], row[metric]["std"]
+            cell = f"{mean:.3f}" + (f" ± {std:.3f}" if num_runs > 1 else "")
+            reference_mean = base[metric]["mean"] if base else math.nan
+            if reference_mean and math.isfinite(reference_mean):
+                cell += f" ({100 * mean / reference_mean:.0f}%)"
+            cells.append(cell)
+        cells += [f"{row[m]['mean']:.3g}" for m in COST]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
     parser.add_argument("--variant", action="append", required=True)
     parser.add_argument("--reference", help="variant whose values count as 100%%")
     parser.add_argument("--images-per-prototype", type=int, default=2)
-    parser.add_argument("--all-metrics", action="store_true")
+    parser.add_argument(
+        "--all-metrics",
+        action="store_true",
+        help="also stability, the randomisation check and deletion/insertion",
+    )
+    parser.add_argument(
+        "--stability",
+        action="store_true",
+        help="also Huang's stability (localizes every pair a second time, on a noisy image)",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -94,57 +164,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    run = load_run(args.run_dir)
-    test_set = build_dataset(run.config, "test", augment=False)
     variants = [parse_variant(text) for text in args.variant]
-    settings = (
-        LocalizationSettings()
-        if args.all_metrics
-        else LocalizationSettings(stability=False, sanity=False, deletion_insertion=False)
+    settings = LocalizationSettings(
+        stability=args.all_metrics or args.stability,
+        sanity=args.all_metrics,
+        deletion_insertion=args.all_metrics,
     )
-    results = {}
-    for name, method, options in variants:
-        scored = run_benchmark(
-            run.model,
-            test_set,
-            {method: options},
-            images_per_prototype=args.images_per_prototype,
-            settings=settings,
-            batch_size=run.config.data.eval_batch_size,
-            device=run.device,
-            seed=run.config.seed,
-            progress=not args.no_progress,
-        )
-        results[name] = scored[method]
-    reference = results.get(args.reference) if args.reference else None
-    metrics = [m for m in QUALITY if all(m in row for row in results.values())]
-    lines = [
-        f"Localization variants on {args.run_dir} ({args.images_per_prototype} test images "
-        "per prototype)" + (f"; (x%) = share of '{args.reference}'" if reference else ""),
-        "",
-        "| variant | " + " | ".join(metrics + list(COST)) + " |",
-        "|---" * (1 + len(metrics) + len(COST)) + "|",
+    per_run = [
+        score_variants(run_dir, variants, settings, args.images_per_prototype, args.no_progress)
+        for run_dir in args.run_dirs
     ]
-    for name, row in results.items():
-        cells = []
-        for metric in metrics:
-            cell = f"{row[metric]:.3f}"
-            if reference and reference[metric] and math.isfinite(reference[metric]):
-                cell += f" ({100 * row[metric] / reference[metric]:.0f}%)"
-            cells.append(cell)
-        cells += [f"{row[m]:.3g}" for m in COST]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
+    table = variants_table(aggregate_runs(per_run), args.reference, len(per_run))
+    runs = ", ".join(map(str, args.run_dirs))
+    table = (
+        f"Localization variants on {runs} ({args.images_per_prototype} test images per "
+        "prototype"
+        + (", mean ± std over the runs" if len(per_run) > 1 else "")
+        + ")"
+        + (f"; (x%) = share of '{args.reference}'" if args.reference else "")
+        + "\n\n"
+        + table
+    )
     print(table)
     record = {
-        "run": str(args.run_dir),
+        "runs": [str(run_dir) for run_dir in args.run_dirs],
         "images_per_prototype": args.images_per_prototype,
         "variants": {
             name: {"method": method, "options": options} for name, method, options in variants
         },
-        "results": results,
+        "results": dict(zip(record_keys(args.run_dirs), per_run, strict=True)),
     }
-    save_report(args.out, table + "\n", record)
+    save_report(args.out, table, record)
     return 0
 
 
