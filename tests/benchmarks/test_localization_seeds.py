@@ -1,0 +1,51 @@
+"""The seed study end to end on a tiny config: training once, the per-run cache, and the
+study's ``--set`` overrides reaching runs that were already trained."""
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import localization_seeds  # noqa: E402
+
+from tests.protoexplain.tiny_runs import tiny_run  # noqa: E402
+
+TINY = [
+    *tiny_run(epochs=2, push_every=1, prototypes_per_class=1),
+    "data.options={image_size: 32, num_classes: 2, num_samples: 16, clutter: 0}",
+    "training.pretrain_epochs=0",
+    "localization.push_method=upsample",
+]
+
+
+def test_overrides_apply_to_trained_runs_and_cached_methods_are_reused(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({"seed": 0}))
+    common = [str(config), "--seeds", "0", "--images-per-prototype", "1", "--runs",
+              str(tmp_path / "runs"), "--out", str(tmp_path / "study"), "--no-progress",
+              *(item for override in TINY for item in ("--set", override))]
+    quiet = "localization.metric_options={stability: false, sanity: false}"
+    noisy = "localization.metric_options={stability: true, sanity: false}"
+
+    localization_seeds.main([*common, "--methods", "upsample,centre", "--set", quiet])
+    first = json.loads((tmp_path / "study.json").read_text())["per_seed"]["0"]
+    assert "stability" not in first["upsample"] and first["upsample"]["pairs"] == 2
+    run_dir = tmp_path / "runs" / "tiny_seed0"
+    trained = (run_dir / "checkpoint.pt").stat().st_mtime_ns
+
+    # the run was trained without stability; the study's override still turns it on
+    localization_seeds.main([*common, "--methods", "upsample,centre", "--set", noisy])
+    second = json.loads((tmp_path / "study.json").read_text())["per_seed"]["0"]
+    assert {"stability", "consistency"} <= set(second["upsample"])
+    assert (run_dir / "checkpoint.pt").stat().st_mtime_ns == trained  # not trained again
+
+    # same settings: cached methods come back unchanged, a new one is added
+    cache = json.loads((run_dir / "seed_study.json").read_text())
+    localization_seeds.main([*common, "--methods", "upsample,centre,random", "--set", noisy])
+    third = json.loads((tmp_path / "study.json").read_text())["per_seed"]["0"]
+    assert third["upsample"] == second["upsample"]
+    assert "random" in third
+    assert set(json.loads((run_dir / "seed_study.json").read_text())["results"]) == \
+        set(cache["results"]) | {"random"}
