@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from study_io import load_run_pairs, save_report
+from study_io import load_run_pairs, publish_report
 
 from hdm.perturbation import gaussian_blur
 from protoexplain.metrics.localization import LocalizationSettings
@@ -79,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['non_positive_scores']:.0f} | {span} |"
         )
     text = "\n".join(lines) + "\n"
-    print(text)
-    save_report(args.out, text, {"run": str(args.run_dir), "results": results})
+    publish_report(args.out, text, {"run": str(args.run_dir), "results": results})
     return 0
 
 

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import torch
-from study_io import save_report
+from study_io import publish_report
 
 from protoexplain.benchmark import (
     aggregate_runs,
@@ -157,8 +157,7 @@ def _nan_for_null(value):
 def write_report(summary: dict, out: Path, method: str, baseline: str) -> None:
     """Print the study's tables and write ``OUT.json`` (with the comparison) and ``OUT.md``."""
     text, comparison = tables(summary, method, baseline)
-    print(text)
-    save_report(out, text, _finite({**summary, "comparison": comparison}))
+    publish_report(out, text, _finite({**summary, "comparison": comparison}))
 
 
 QUALITY = {"test_accuracy", "test_auroc"}

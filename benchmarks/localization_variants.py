@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from study_io import save_report
+from study_io import publish_report
 
 from protoexplain.benchmark import aggregate_runs, run_benchmark
 from protoexplain.factory import build_dataset
@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     variants = [parse_variant(text) for text in args.variant]
+    if args.reference is not None and args.reference not in [name for name, _, _ in variants]:
+        parser.error(f"--reference {args.reference!r} is not one of the variants' names")
     settings = LocalizationSettings(
         stability=args.all_metrics or args.stability,
         sanity=args.all_metrics,
@@ -185,7 +187,6 @@ def main(argv: list[str] | None = None) -> int:
         + "\n\n"
         + table
     )
-    print(table)
     record = {
         "runs": [str(run_dir) for run_dir in args.run_dirs],
         "images_per_prototype": args.images_per_prototype,
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": dict(zip(record_keys(args.run_dirs), per_run, strict=True)),
     }
-    save_report(args.out, table, record)
+    publish_report(args.out, table, record)
     return 0
 
 

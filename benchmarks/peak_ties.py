@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import torch
-from study_io import load_run_pairs, save_report
+from study_io import load_run_pairs, publish_report
 from torch import Tensor
 
 from hdm.metrics import pointing_game
@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['pointing_plateau_centre']:.3f} | {row['pairs']:.0f} |"
         )
     text = "\n".join(lines) + "\n"
-    print(text)
-    save_report(args.out, text, {"run": str(args.run_dir), "results": results})
+    publish_report(args.out, text, {"run": str(args.run_dir), "results": results})
     return 0
 
 

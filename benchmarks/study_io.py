@@ -1,5 +1,5 @@
-"""What the single-run benchmark scripts share: the (test image, prototype) pairs of a trained
-run, and writing a report as ``OUT.json`` beside ``OUT.md``.
+"""What the benchmark scripts share: the (test image, prototype) pairs of a trained run, and
+publishing a report: printed, and written as ``OUT.md`` beside ``OUT.json``.
 
 The scripts run as ``python benchmarks/NAME.py``, so this module is imported by its bare name.
 """
@@ -55,8 +55,10 @@ def load_run_pairs(run_dir: Path, images_per_prototype: int) -> RunPairs:
     return RunPairs(run, model, pairs, images, ids, classes, boxed)
 
 
-def save_report(out: Path, text: str, record: Any) -> None:
-    """Write ``record`` as ``OUT.json`` and ``text`` as ``OUT.md`` (creating OUT's folder)."""
+def publish_report(out: Path, text: str, record: Any) -> None:
+    """Print ``text`` (the report's Markdown) and write it as ``OUT.md`` beside ``record`` as
+    ``OUT.json`` (creating OUT's folder)."""
+    print(text)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     out.with_suffix(".md").write_text(text)
