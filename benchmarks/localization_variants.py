@@ -78,14 +78,26 @@ def _split_options(text: str) -> list[str]:
     return [*parts, current]
 
 
+def parse_image_count(text: str) -> int | None:
+    """``--images-per-prototype``: a positive count, or ``all`` (None)."""
+    if text == "all":
+        return None
+    count = int(text) if text.isdigit() else 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
+    return count
+
+
 def score_variants(
     run_dir: Path,
     variants: list[tuple[str, str, dict]],
     settings: LocalizationSettings,
-    images_per_prototype: int,
+    images_per_prototype: int | None,
     quiet: bool,
+    batch_size: int | None = None,
 ) -> dict[str, dict[str, float]]:
-    """``{variant: {metric: value}}`` of every variant on one run's pairs."""
+    """``{variant: {metric: value}}`` of every variant on one run's pairs (``batch_size``
+    pairs per localization call; default the run's ``data.eval_batch_size``)."""
     run = load_run(run_dir)
     test_set = build_dataset(run.config, "test", augment=False)
     results = {}
@@ -96,7 +108,7 @@ def score_variants(
             {method: options},
             images_per_prototype=images_per_prototype,
             settings=settings,
-            batch_size=run.config.data.eval_batch_size,
+            batch_size=batch_size or run.config.data.eval_batch_size,
             device=run.device,
             seed=run.config.seed,
             progress=not quiet,
@@ -144,7 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
     parser.add_argument("--variant", action="append", required=True)
     parser.add_argument("--reference", help="variant whose values count as 100%%")
-    parser.add_argument("--images-per-prototype", type=int, default=2)
+    parser.add_argument(
+        "--images-per-prototype",
+        type=parse_image_count,
+        default=2,
+        help="test images of its class per prototype, or 'all' (Huang et al.'s protocol)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="pairs per localization call (default: the run's data.eval_batch_size; a GPU "
+        "runs the learned masks of many more pairs at once)",
+    )
     parser.add_argument(
         "--all-metrics",
         action="store_true",
@@ -173,14 +196,21 @@ def main(argv: list[str] | None = None) -> int:
         deletion_insertion=args.all_metrics,
     )
     per_run = [
-        score_variants(run_dir, variants, settings, args.images_per_prototype, args.no_progress)
+        score_variants(
+            run_dir,
+            variants,
+            settings,
+            args.images_per_prototype,
+            args.no_progress,
+            args.batch_size,
+        )
         for run_dir in args.run_dirs
     ]
     table = variants_table(aggregate_runs(per_run), args.reference, len(per_run))
     runs = ", ".join(map(str, args.run_dirs))
     table = (
-        f"Localization variants on {runs} ({args.images_per_prototype} test images per "
-        "prototype"
+        f"Localization variants on {runs} ({args.images_per_prototype or 'all'} test images "
+        "of its class per prototype"
         + (", mean ± std over the runs" if len(per_run) > 1 else "")
         + ")"
         + (f"; (x%) = share of '{args.reference}'" if args.reference else "")
