@@ -33,6 +33,7 @@ from protoexplain.benchmark import (
     comparison_table,
 )
 from protoexplain.checkpoint import CHECKPOINT_NAME, atomic_write_json
+from protoexplain.cli import image_count
 from protoexplain.config import LocalizationConfig, load_config
 from protoexplain.pipeline import benchmark_run, evaluate_run, train_and_report
 from protoexplain.run_dir import load_run
@@ -48,7 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--methods", default="upsample,hdm", help="comma-separated localization methods"
     )
-    parser.add_argument("--images-per-prototype", type=int, default=3)
+    parser.add_argument(
+        "--images-per-prototype",
+        type=image_count,
+        default=3,
+        help="test images of its class per prototype, or 'all' (Huang et al.'s protocol)",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -122,8 +128,9 @@ def tables(summary: dict, method: str, baseline: str) -> tuple[str, dict]:
     comparison = compare_across_runs(runs, method, baseline, [m for m in COMPARED if m in present])
     text = (
         f"Localization benchmark, {Path(summary['config']).name}, seeds "
-        f"{', '.join(map(str, summary['seeds']))}, {summary['images_per_prototype']} test "
-        f"images per prototype ({summary.get('environment', '')})\n\n"
+        f"{', '.join(map(str, summary['seeds']))}, "
+        f"{summary['images_per_prototype'] or 'all'} test images per prototype "
+        f"({summary.get('environment', '')})\n\n"
         + aggregate_table(aggregated, [m for m in HEADLINE if m in present])
         + f"\n{method} against {baseline} (gain: difference of the means, positive = better; "
         "spread: the larger standard deviation over seeds)\n\n"
@@ -169,7 +176,7 @@ CACHE_NAME = "seed_study.json"
 def cached_benchmark(
     run_dir: Path,
     methods: list[str],
-    images_per_prototype: int,
+    images_per_prototype: int | None,
     localization: LocalizationConfig,
     progress: bool,
 ) -> dict:

@@ -28,6 +28,7 @@ import yaml
 from study_io import publish_report
 
 from protoexplain.benchmark import aggregate_runs, run_benchmark
+from protoexplain.cli import image_count
 from protoexplain.factory import build_dataset
 from protoexplain.metrics.localization import LocalizationSettings
 from protoexplain.run_dir import load_run
@@ -76,16 +77,6 @@ def _split_options(text: str) -> list[str]:
         else:
             current += char
     return [*parts, current]
-
-
-def parse_image_count(text: str) -> int | None:
-    """``--images-per-prototype``: a positive count, or ``all`` (None)."""
-    if text == "all":
-        return None
-    count = int(text) if text.isdigit() else 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
-    return count
 
 
 def score_variants(
@@ -158,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", help="variant whose values count as 100%%")
     parser.add_argument(
         "--images-per-prototype",
-        type=parse_image_count,
+        type=image_count,
         default=2,
         help="test images of its class per prototype, or 'all' (Huang et al.'s protocol)",
     )

@@ -22,6 +22,21 @@ prototype, report.html).
 """
 
 
+def image_count(text: str) -> int | None:
+    """``--images-per-prototype``: a positive count, or ``all`` (None: every test image of
+    the prototype's class, Huang et al.'s protocol)."""
+    if text == "all":
+        return None
+    count = int(text) if text.isdigit() else 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
+    return count
+
+
+_FROM_CONFIG = object()
+"""Default of options whose default is the run's config value."""
+
+
 def _setup_logging(run_dir: Path | None, verbose: bool) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if run_dir is not None:
@@ -91,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("run_dir", type=Path)
     benchmark.add_argument("--methods", help="comma-separated localization methods (default: "
                                              "the config's localization.evaluation_methods)")
-    benchmark.add_argument("--images-per-prototype", type=int,
-                           help="test images per prototype (default: the config's)")
+    benchmark.add_argument("--images-per-prototype", type=image_count, default=_FROM_CONFIG,
+                           help="test images of its class per prototype, or 'all' (Huang et "
+                                "al.'s protocol; default: the config's)")
     benchmark.add_argument("--device", help="override the run's device")
     _add_progress(benchmark)
 
@@ -177,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                        else run.config.localization.evaluation_methods)
             run.config.localization.evaluation_methods = methods
             check_localization_methods(run.config, "--methods")
-            count = (args.images_per_prototype if args.images_per_prototype is not None
-                     else run.config.localization.images_per_prototype)
+            count = (run.config.localization.images_per_prototype
+                     if args.images_per_prototype is _FROM_CONFIG else args.images_per_prototype)
             results = benchmark_run(run, methods, images_per_prototype=count,
                                     progress=progress)
             print(benchmark_table(results))

@@ -1,6 +1,5 @@
 """The variant study's option parsing and its table over several runs (no model runs)."""
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -8,12 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from localization_variants import (  # noqa: E402
-    parse_image_count,
-    parse_variant,
-    record_keys,
-    variants_table,
-)
+from localization_variants import parse_variant, record_keys, variants_table  # noqa: E402
 
 from protoexplain.benchmark import aggregate_runs  # noqa: E402
 
@@ -59,10 +53,3 @@ def test_runs_are_named_by_directory_unless_two_names_clash():
     assert record_keys([Path("x/seed0"), Path("x/seed1")]) == ["seed0", "seed1"]
     assert record_keys([Path("x/run"), Path("y/run")]) == ["x/run", "y/run"]
 
-
-def test_image_count_is_a_positive_integer_or_all():
-    assert parse_image_count("6") == 6
-    assert parse_image_count("all") is None
-    for bad in ("0", "-3", "many", "2.5"):
-        with pytest.raises(argparse.ArgumentTypeError, match="positive integer or 'all'"):
-            parse_image_count(bad)

@@ -72,6 +72,27 @@ def test_benchmark_command_compares_the_named_methods(trained_run, capsys):
 
 
 @pytest.mark.slow
+def test_benchmark_command_takes_every_test_image_of_the_class_with_all(trained_run, capsys):
+    from protoexplain.factory import build_dataset
+    from protoexplain.run_dir import load_run
+
+    run_dir, _ = trained_run
+    assert main(["benchmark", str(run_dir), "--methods", "centre", "--images-per-prototype",
+                 "all", "--no-progress"]) == 0
+    run = load_run(run_dir)
+    labels = torch.tensor([int(item["label"]) for item in
+                           build_dataset(run.config, "test", augment=False)])
+    classes = run.model.prototype_class_identity.argmax(dim=1)
+    every_image = int((labels[None, :] == classes[:, None]).sum())
+    assert every_image > 2 * len(classes)
+    assert json.loads((run_dir / "benchmark.json").read_text())["centre"]["pairs"] == every_image
+    for bad in ("0", "some"):
+        with pytest.raises(SystemExit):
+            main(["benchmark", str(run_dir), "--images-per-prototype", bad, "--no-progress"])
+        assert "positive integer or 'all'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_explain_writes_a_picture_per_image_and_names_unreadable_files(trained_run, tmp_path,
                                                                       capsys):
     import cv2
