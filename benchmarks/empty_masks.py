@@ -24,6 +24,7 @@ from pathlib import Path
 from study_io import load_run_pairs, publish_report
 
 from hdm.perturbation import gaussian_blur
+from protoexplain.cli import image_count
 from protoexplain.metrics.localization import LocalizationSettings
 from protoexplain.metrics.scores import PairScores
 from protoexplain.pipeline import method_options
@@ -39,7 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--methods", default="hdm,mdm")
-    parser.add_argument("--images-per-prototype", type=int, default=2)
+    parser.add_argument(
+        "--images-per-prototype",
+        type=image_count,
+        default=2,
+        help="test images of its class per prototype, or 'all'",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output path without extension")
     args = parser.parse_args(argv)
 
@@ -62,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             "empty_map_prototypes": sorted(set(ids[empty].tolist())),
         }
     lines = [
-        f"Empty maps and non-positive scores, {args.run_dir}, {args.images_per_prototype} "
-        "images per prototype\n",
+        f"Empty maps and non-positive scores, {args.run_dir}, "
+        f"{args.images_per_prototype or 'all'} images per prototype\n",
         "| method | pairs | empty maps | pairs with score <= 0 | blurred/original score "
         "of the empty ones |",
         "|---|---:|---:|---:|---|",

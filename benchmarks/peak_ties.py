@@ -28,6 +28,7 @@ from study_io import load_run_pairs, publish_report
 from torch import Tensor
 
 from hdm.metrics import pointing_game
+from protoexplain.cli import image_count
 from protoexplain.metrics.boxes import finding_regions
 from protoexplain.pipeline import method_options
 from prototypes.localization import localize
@@ -57,7 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--methods", default="upsample,hdm")
-    parser.add_argument("--images-per-prototype", type=int, default=6)
+    parser.add_argument(
+        "--images-per-prototype",
+        type=image_count,
+        default=6,
+        help="test images of its class per prototype, or 'all'",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output path without extension")
     args = parser.parse_args(argv)
 
@@ -89,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     region = "finding boxes" if boxed else "object mask"
     lines = [
         f"Tied maxima and the pointing game ({region}), {args.run_dir}, "
-        f"{args.images_per_prototype} images per prototype\n",
+        f"{args.images_per_prototype or 'all'} images per prototype\n",
         "| method | maps with tied maxima | pointing, first maximum | "
         "pointing, plateau centre | pairs |",
         "|---|---:|---:|---:|---:|",

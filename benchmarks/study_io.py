@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from protoexplain.benchmark import has_finding_boxes
 from protoexplain.factory import build_dataset
 from protoexplain.metrics.pairs import EvaluationPairs, build_pairs
 from protoexplain.run_dir import LoadedRun, load_run
@@ -21,8 +22,8 @@ from protoexplain.run_dir import LoadedRun, load_run
 @dataclass
 class RunPairs:
     """A run's model in eval mode and its pairs: ``images[b]`` with prototype ``ids[b]``
-    (on the run's device). ``boxed``: the data set's ground truth is finding boxes, not an
-    object mask (XProtoNet's multi-label sets)."""
+    (on the run's device). ``boxed``: the data set's ground truth is labelled finding boxes
+    (:func:`protoexplain.benchmark.has_finding_boxes`; XProtoNet's multi-label sets)."""
 
     run: LoadedRun
     model: torch.nn.Module
@@ -33,15 +34,15 @@ class RunPairs:
     boxed: bool
 
 
-def load_run_pairs(run_dir: Path, images_per_prototype: int) -> RunPairs:
-    """``images_per_prototype`` test images of each prototype's class (with a finding box on
-    boxed data sets), chosen with the run's seed as the benchmark does."""
+def load_run_pairs(run_dir: Path, images_per_prototype: int | None) -> RunPairs:
+    """``images_per_prototype`` test images of each prototype's class (all of them when None;
+    with a finding box on boxed data sets), chosen with the run's seed as the benchmark
+    does."""
     run = load_run(run_dir)
     model = run.model.eval()
     test = build_dataset(run.config, "test", augment=False)
     classes = model.prototype_class_identity.argmax(dim=1)
-    probe = test[0]
-    boxed = "box_labels" in probe and "object_mask" not in probe
+    boxed = has_finding_boxes(test)
     pairs = build_pairs(
         test,
         classes,

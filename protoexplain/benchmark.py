@@ -37,6 +37,13 @@ higher is better."""
 COUNTS = ("pairs", "prototypes")
 
 
+def has_finding_boxes(dataset: Dataset) -> bool:
+    """Whether the data set's items carry labelled finding boxes (``box_labels``, e.g. chest
+    X-rays): the benchmark then pairs a prototype only with images that have a box of its
+    class."""
+    return "box_labels" in dataset[0]
+
+
 def run_benchmark(model: nn.Module, dataset: Dataset, methods: Mapping[str, Mapping[str, Any]],
                   *, images_per_prototype: int | None = 10,
                   prototypes: Sequence[int] | None = None,
@@ -75,7 +82,7 @@ def run_benchmark(model: nn.Module, dataset: Dataset, methods: Mapping[str, Mapp
     model = model.to(device).eval()
     classes = model.prototype_class_identity.argmax(dim=1)
     if require_box is None:
-        require_box = "box_labels" in dataset[0]
+        require_box = has_finding_boxes(dataset)
     pairs = build_pairs(dataset, classes, prototypes=prototypes,
                         images_per_class=images_per_prototype, seed=seed,
                         require_box=require_box, progress=progress)

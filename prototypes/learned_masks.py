@@ -106,8 +106,10 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
             over :data:`PROTOTYPE_DEFAULTS`, and ``density_sigma``: the sigma, as a share of
             the image's shorter side, of :func:`hdm.maps.weight_by_density`, which weighs the
             map by the mask mass around each pixel so that its peak lies inside the densest
-            region (0, the default, keeps the map);
-            ``score``: one of :data:`EXPLAINED_SCORES` (default ``"pooled"``).
+            region (0 keeps the map);
+            ``score``: one of :data:`EXPLAINED_SCORES`. Without these two options (nor one in
+            :data:`PROTOTYPE_DEFAULTS`, which sets HDM's to 0.1 and ``"auto"``), the map is
+            kept and the pooled score explained.
 
     Returns:
         ``maps`` (B, H, W): the explainer's map in [0, 1]; ``boxes`` (B, 4) int64.
