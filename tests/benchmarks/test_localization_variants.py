@@ -52,4 +52,3 @@ def test_table_of_one_run_has_no_spread_and_an_unknown_reference_is_refused():
 def test_runs_are_named_by_directory_unless_two_names_clash():
     assert record_keys([Path("x/seed0"), Path("x/seed1")]) == ["seed0", "seed1"]
     assert record_keys([Path("x/run"), Path("y/run")]) == ["x/run", "y/run"]
-
