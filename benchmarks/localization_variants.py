@@ -99,7 +99,7 @@ def score_variants(
             {method: options},
             images_per_prototype=images_per_prototype,
             settings=settings,
-            batch_size=batch_size or run.config.data.eval_batch_size,
+            batch_size=run.config.data.eval_batch_size if batch_size is None else batch_size,
             device=run.device,
             seed=run.config.seed,
             progress=not quiet,
@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error(f"--batch-size must be a positive integer, got {args.batch_size}")
     variants = [parse_variant(text) for text in args.variant]
     if args.reference is not None and args.reference not in [name for name, _, _ in variants]:
         parser.error(f"--reference {args.reference!r} is not one of the variants' names")

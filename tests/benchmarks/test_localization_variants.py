@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from localization_variants import parse_variant, record_keys, variants_table  # noqa: E402
+from localization_variants import main, parse_variant, record_keys, variants_table  # noqa: E402
 
 from protoexplain.benchmark import aggregate_runs  # noqa: E402
 
@@ -52,3 +52,11 @@ def test_table_of_one_run_has_no_spread_and_an_unknown_reference_is_refused():
 def test_runs_are_named_by_directory_unless_two_names_clash():
     assert record_keys([Path("x/seed0"), Path("x/seed1")]) == ["seed0", "seed1"]
     assert record_keys([Path("x/run"), Path("y/run")]) == ["x/run", "y/run"]
+
+
+def test_a_batch_size_below_one_is_refused_before_any_run_is_loaded(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "missing_run"), "--variant", "u=upsample", "--batch-size", "0",
+              "--out", str(tmp_path / "out")])
+    assert "--batch-size must be a positive integer, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out.json").exists()
