@@ -91,6 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 COMPARED = (
     "consistency",
+    "responsible_part_hit",
     "stability",
     "relevance",
     "fidelity",
@@ -110,6 +111,7 @@ HEADLINE = (
     "test_accuracy",
     "test_auroc",
     *COMPARED,
+    "oracle_consistency",
     "sanity_spearman",
     "seconds_per_pair",
     "forward_passes_per_pair",

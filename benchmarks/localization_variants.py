@@ -41,6 +41,8 @@ QUALITY = (
     "pointing_part",
     "iou_part",
     "consistency",
+    "responsible_part_hit",
+    "oracle_consistency",
     "fidelity",
     "stability",
     "deletion",

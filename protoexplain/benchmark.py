@@ -2,9 +2,10 @@
 
 :func:`run_benchmark` builds the (image, prototype) pairs once (test images of each
 prototype's class, capped per class; for data sets with labelled boxes, images with a box of
-that class), decides each prototype's part once (method-independent,
-see :mod:`protoexplain.metrics.prototype_parts`) and randomises the model once, then scores
-every method with :func:`protoexplain.metrics.localization.evaluate_localization`.
+that class), decides each prototype's part and each pair's responsible part once
+(method-independent, see :mod:`protoexplain.metrics.prototype_parts`) and randomises the
+model once, then scores every method with
+:func:`protoexplain.metrics.localization.evaluate_localization`.
 :func:`write_benchmark` writes ``benchmark.json`` (``{method: {metric: value}}``) and the same
 table as ``benchmark.md``; :func:`aggregate_runs` and :func:`aggregate_table` turn several
 runs (e.g. training seeds) into mean ± standard deviation, and :func:`compare_across_runs`
@@ -25,7 +26,11 @@ from torch.utils.data import Dataset
 
 from protoexplain.metrics.localization import LocalizationSettings, evaluate_localization
 from protoexplain.metrics.pairs import build_pairs
-from protoexplain.metrics.prototype_parts import find_prototype_parts
+from protoexplain.metrics.prototype_parts import (
+    assign_prototype_parts,
+    responsible_parts,
+    score_pair_parts,
+)
 from protoexplain.metrics.sanity import randomized_copy
 
 Results = dict[str, dict[str, float]]
@@ -35,6 +40,9 @@ LOWER_IS_BETTER = ("deletion", "sanity_spearman", "sanity_ssim", "seconds_per_pa
 """Metrics where a lower value is better; for the others (except ``pairs``, ``prototypes``)
 higher is better."""
 COUNTS = ("pairs", "prototypes")
+MODEL_LEVEL = ("oracle_consistency",)
+"""Values that describe the model and pairs, not the method (the same in every method's
+row): shown without a better-direction arrow and never compared between methods."""
 
 
 def has_finding_boxes(dataset: Dataset) -> bool:
@@ -86,14 +94,17 @@ def run_benchmark(model: nn.Module, dataset: Dataset, methods: Mapping[str, Mapp
     pairs = build_pairs(dataset, classes, prototypes=prototypes,
                         images_per_class=images_per_prototype, seed=seed,
                         require_box=require_box, progress=progress)
-    parts = None
+    parts = per_pair_parts = None
     if "part_masks" in pairs.ground_truth:
-        parts = find_prototype_parts(model, pairs, definition=part_definition,
-                                     similarity_at=settings.similarity_at, fill=settings.fill,
-                                     batch_size=batch_size, device=device, progress=progress)
+        scores, visible = score_pair_parts(
+            model, pairs, definition=part_definition, similarity_at=settings.similarity_at,
+            fill=settings.fill, batch_size=batch_size, device=device, progress=progress)
+        parts = assign_prototype_parts(scores, visible, pairs.prototypes, len(classes))
+        per_pair_parts = responsible_parts(scores, visible)
     randomized = randomized_copy(model, seed=seed).eval() if settings.sanity else None
     return {
         name: evaluate_localization(model, pairs, name, options, prototype_parts=parts,
+                                    responsible_parts=per_pair_parts,
                                     randomized_model=randomized, settings=settings,
                                     batch_size=batch_size, device=device, seed=seed,
                                     progress=progress)
@@ -120,6 +131,8 @@ def _format(metric: str, value: float | None) -> str:
 def _label(metric: str) -> str:
     if metric in COUNTS:
         return metric
+    if metric in MODEL_LEVEL:
+        return f"{metric} (model)"
     return f"{metric} {'↓' if metric in LOWER_IS_BETTER else '↑'}"
 
 
@@ -160,8 +173,9 @@ def write_benchmark(results: Mapping[str, Mapping[str, float]], out_dir: str | P
              for method, values in results.items()}
     json_path.write_text(json.dumps(clean, indent=2) + "\n")
     markdown_path.write_text("# Localization benchmark\n\n" + benchmark_table(results)
-                             + "\n↑ higher is better, ↓ lower is better; fractions in [0, 1]; "
-                               "costs are of the localization alone.\n")
+                             + "\n↑ higher is better, ↓ lower is better; (model): a property "
+                               "of the model and pairs, the same for every method; fractions in "
+                               "[0, 1]; costs are of the localization alone.\n")
     return json_path, markdown_path
 
 
@@ -229,7 +243,7 @@ def compare_across_runs(runs: Sequence[Mapping[str, Mapping[str, float]]], metho
     (NaN with fewer than two runs).
     """
     comparison: dict[str, dict[str, float]] = {}
-    for metric in metrics:
+    for metric in (m for m in metrics if m not in MODEL_LEVEL):
         pairs = [(run[method][metric], run[baseline][metric]) for run in runs
                  if metric in run.get(method, {}) and metric in run.get(baseline, {})]
         values = torch.tensor(pairs, dtype=torch.float64).view(-1, 2)

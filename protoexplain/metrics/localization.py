@@ -10,6 +10,15 @@ Metrics (fractions in [0, 1]; higher is better except for the ``sanity_*`` value
 
 - ``consistency``, ``stability``: Huang et al. 2023 (:mod:`protoexplain.metrics.parts`),
   per prototype then averaged over prototypes;
+- ``responsible_part_hit``: the share of pairs whose Huang box (around the map's peak) holds
+  the keypoint of the part the prototype relies on in that image (the part whose removal
+  lowers its similarity most, :func:`protoexplain.metrics.prototype_parts.responsible_parts`;
+  pairs where no part's removal lowers it are skipped). It asks per image what consistency
+  asks per prototype, with the model, not a fixed part, as ground truth;
+- ``oracle_consistency``: Huang's consistency of an oracle whose peak is that part's keypoint
+  in every image: how part-consistent the prototypes themselves are on these pairs. It does
+  not depend on the method (every method's row repeats it). A faithful method's consistency
+  is near it; one far above it is consistent on a part the prototypes do not rely on most;
 - ``relevance@a``, ``fidelity@a`` and their means over ``a`` (``relevance``, ``fidelity``):
   Xu-Darme et al. 2023 (:mod:`protoexplain.metrics.relevance`);
 - ``energy_object``, ``pointing_object``, ``energy_part``, ``pointing_part``, ``iou_part``
@@ -58,6 +67,7 @@ from protoexplain.metrics.parts import (
     CONSISTENCY_THRESHOLD,
     NOISE_BOUND,
     NOISE_STD,
+    keypoint_hits,
     part_hits,
     perturb_images,
     prototype_consistency,
@@ -159,13 +169,31 @@ def _nanmean(values: Tensor) -> float:
 
 
 def _add_part_hits(results: _Accumulator, maps: Tensor, noisy_maps: Tensor | None,
-                   keypoints: Tensor, settings: LocalizationSettings) -> None:
-    """Huang's part hits of the maps and, for stability, of the maps of the noisy images."""
+                   keypoints: Tensor, settings: LocalizationSettings) -> Tensor:
+    """Huang's part hits of the maps (returned) and, for stability, of the maps of the noisy
+    images."""
     half_size = settings.half_size or scaled_half_sizes(tuple(maps.shape[-2:]))
-    results.add("hits", part_hits(maps, keypoints, half_size))
+    hits = part_hits(maps, keypoints, half_size)
+    results.add("hits", hits)
     results.add("visible", keypoints[..., 2] > 0)
     if noisy_maps is not None:
         results.add("noisy_hits", part_hits(noisy_maps, keypoints, half_size))
+    return hits
+
+
+def _add_responsible_part_hits(results: _Accumulator, hits: Tensor, keypoints: Tensor,
+                                responsible: Tensor, settings: LocalizationSettings,
+                                image_size: tuple[int, int]) -> None:
+    """Whether each pair's peak box holds its responsible part's keypoint (NaN: no such
+    part), and the part hits of the oracle box centred on that keypoint."""
+    half_size = settings.half_size or scaled_half_sizes(image_size)
+    known = responsible >= 0
+    part = responsible.clamp(min=0)
+    rows = torch.arange(len(part), device=part.device)
+    results.add("responsible_part_hit",
+                hits[rows, part].float().where(known, torch.nan))
+    centres = keypoints[rows, part, :2].flip(-1)  # (x, y) -> (row y, column x)
+    results.add("oracle_hits", keypoint_hits(centres, keypoints, half_size) & known[:, None])
 
 
 def _add_part_region_metrics(results: _Accumulator, maps: Tensor, boxes: Tensor,
@@ -199,6 +227,7 @@ def _add_box_metrics(results: _Accumulator, maps: Tensor, boxes: Tensor, truth_b
 def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
                           options: Mapping[str, Any] | None = None, *,
                           prototype_parts: Tensor | None = None,
+                          responsible_parts: Tensor | None = None,
                           randomized_model: nn.Module | None = None,
                           settings: LocalizationSettings | None = None,
                           batch_size: int = 16, device: torch.device | str = "cpu",
@@ -212,6 +241,10 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
         method, options: a name of :data:`prototypes.LOCALIZATION_METHODS` and its options.
         prototype_parts: (P,) part index of every prototype of the model (-1: none), from
             :mod:`protoexplain.metrics.prototype_parts`; needed for the part metrics.
+        responsible_parts: (M,) the part each pair's prototype relies on in its image (-1:
+            none), in pair order, from
+            :func:`protoexplain.metrics.prototype_parts.responsible_parts`; needed for
+            ``responsible_part_hit`` and ``oracle_consistency``.
         randomized_model: the model with randomised weights for the sanity check (see
             :func:`protoexplain.metrics.sanity.randomized_copy`); required when
             ``settings.sanity``.
@@ -255,7 +288,13 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
                 noisy = perturb_images(images, model.std, noise_std=settings.noise_std,
                                        bound=settings.noise_bound, generator=generator)
                 noisy_maps = _localize(model, noisy, ids, method, options)[0]
-            _add_part_hits(results, maps, noisy_maps, truth["part_keypoints"], settings)
+            hits = _add_part_hits(results, maps, noisy_maps, truth["part_keypoints"],
+                                  settings)
+            if responsible_parts is not None:
+                _add_responsible_part_hits(
+                    results, hits, truth["part_keypoints"],
+                    responsible_parts[start:start + batch_size].to(device), settings,
+                    (height, width))
         top = top_fraction_masks(maps, settings.fractions, seed=seed)
         present = scores.reference > 0
         drop = fidelity_drop(scores.of_images, images, top,
@@ -299,6 +338,11 @@ def _summarize(results: _Accumulator, pairs: EvaluationPairs, settings: Localiza
             stable = prototype_stability(hits, results.get("noisy_hits").bool(), groups,
                                          num_groups)
             summary["stability"] = _nanmean(stable)
+        if "oracle_hits" in results:
+            summary["responsible_part_hit"] = _nanmean(results.get("responsible_part_hit"))
+            summary["oracle_consistency"] = float(prototype_consistency(
+                results.get("oracle_hits").bool(), visible, groups, num_groups,
+                settings.consistency_threshold).double().mean())
     for name in ("relevance", "fidelity"):
         if name in results:
             per_fraction = results.get(name, dim=1)  # (A, M)

@@ -50,19 +50,25 @@ def map_peaks(maps: Tensor) -> Tensor:
     return torch.stack([flat // width, flat % width], dim=1)
 
 
-def part_hits(maps: Tensor, keypoints: Tensor, half_size: tuple[float, float]) -> Tensor:
-    """Which parts each map's peak region hits.
+def keypoint_hits(centres: Tensor, keypoints: Tensor, half_size: tuple[float, float]
+                  ) -> Tensor:
+    """Which visible keypoints lie in the box around each centre.
 
-    maps: (B, H, W); keypoints: (B, N, 3) as x, y, visible in pixel coordinates (pixel
-    (row y, column x) at (x, y)); half_size: (half_y, half_x) in pixels, e.g.
-    :func:`scaled_half_sizes`. Returns bool (B, N): the part is visible and its keypoint lies
-    in the box ``[peak - half, peak + half]`` (borders included, as the original).
+    centres: (B, 2) (row y, column x); keypoints: (B, N, 3) as x, y, visible in pixel
+    coordinates (pixel (row y, column x) at (x, y)); half_size: (half_y, half_x) in pixels.
+    Returns bool (B, N): the part is visible and its keypoint lies in the box
+    ``[centre - half, centre + half]`` (borders included, as the original).
     """
-    peaks = map_peaks(maps).to(keypoints.dtype)
     half_y, half_x = half_size
-    inside_y = (keypoints[..., 1] - peaks[:, None, 0]).abs() <= half_y
-    inside_x = (keypoints[..., 0] - peaks[:, None, 1]).abs() <= half_x
+    inside_y = (keypoints[..., 1] - centres[:, None, 0]).abs() <= half_y
+    inside_x = (keypoints[..., 0] - centres[:, None, 1]).abs() <= half_x
     return inside_y & inside_x & (keypoints[..., 2] > 0)
+
+
+def part_hits(maps: Tensor, keypoints: Tensor, half_size: tuple[float, float]) -> Tensor:
+    """Which parts each map's peak region hits: :func:`keypoint_hits` around the peaks of
+    ``maps`` (B, H, W); half_size e.g. from :func:`scaled_half_sizes`."""
+    return keypoint_hits(map_peaks(maps).to(keypoints.dtype), keypoints, half_size)
 
 
 def prototype_consistency(hits: Tensor, visible: Tensor, groups: Tensor, num_groups: int,

@@ -16,11 +16,18 @@ highest mean score over the pairs where that part is visible:
   towards it; it is offered for comparison.
 
 Prototypes without any visible part in their pairs get part -1 (no part).
+
+The same scores also name, per pair, the part the prototype relies on *in that image*
+(:func:`responsible_parts`): the visible part with the highest positive score. It is the
+per-image ground truth of :mod:`protoexplain.metrics.localization`'s
+``responsible_part_hit`` and ``oracle_consistency``, which tell a method that points at the
+wrong part from a prototype that has no consistent part to point at.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -77,17 +84,30 @@ def assign_prototype_parts(scores: Tensor, visible: Tensor, groups: Tensor,
     return parts.where(counts.any(dim=1), -1)
 
 
-def find_prototype_parts(model: nn.Module, pairs: EvaluationPairs, *,
-                         definition: str = "occlusion", similarity_at: str = "peak",
-                         fill: str = "dataset_mean", batch_size: int = 16,
-                         device: torch.device | str = "cpu", progress: bool = True) -> Tensor:
-    """The part of every prototype of ``model`` from the pairs' part masks.
+def responsible_parts(scores: Tensor, visible: Tensor) -> Tensor:
+    """Part each pair's prototype relies on in that image: long (M,), -1 when none.
+
+    scores, visible: (M, N) per pair and part, as :func:`score_pair_parts` returns. The
+    visible part with the highest score (first on ties), or -1 when no visible part scores
+    above 0 (removing any one part does not lower the similarity: the prototype responds to
+    something else, e.g. the background).
+    """
+    masked = scores.masked_fill(~visible, float("-inf"))
+    best, parts = masked.max(dim=1)
+    return parts.where(best > 0, -1)
+
+
+def score_pair_parts(model: nn.Module, pairs: EvaluationPairs, *,
+                     definition: str = "occlusion", similarity_at: str = "peak",
+                     fill: str = "dataset_mean", batch_size: int = 16,
+                     device: torch.device | str = "cpu", progress: bool = True
+                     ) -> tuple[Tensor, Tensor]:
+    """Every pair's score for every part, in pair order: (scores float (M, N), visible bool
+    (M, N)), on the CPU.
 
     definition: ``"occlusion"`` or ``"latent_peak"`` (module docstring); similarity_at, fill:
     as :class:`protoexplain.metrics.localization.LocalizationSettings` (occlusion only).
     ``latent_peak`` needs ``model.receptive_field`` (``start``, ``jump`` in pixels).
-    Returns long (P,) on the CPU for all P prototypes of the model; -1 for prototypes that
-    are not in the pairs or whose images show none of the parts.
     """
     if definition not in PART_DEFINITIONS:
         raise ValueError(f"part definition must be one of {PART_DEFINITIONS}, "
@@ -116,6 +136,13 @@ def find_prototype_parts(model: nn.Module, pairs: EvaluationPairs, *,
             pair_scores = latent_peak_scores(field.start + latent.double() * field.jump, masks)
         all_scores.append(pair_scores.cpu())
         all_visible.append(masks.flatten(2).any(dim=2).cpu())
+    return torch.cat(all_scores), torch.cat(all_visible)
+
+
+def find_prototype_parts(model: nn.Module, pairs: EvaluationPairs, **options: Any) -> Tensor:
+    """The part of every prototype of ``model`` from the pairs' part masks: long (P,) on the
+    CPU for all P prototypes; -1 for prototypes that are not in the pairs or whose images show
+    none of the parts. ``options``: those of :func:`score_pair_parts`."""
+    scores, visible = score_pair_parts(model, pairs, **options)
     num_prototypes = model.prototype_class_identity.shape[0]
-    return assign_prototype_parts(torch.cat(all_scores), torch.cat(all_visible),
-                                  pairs.prototypes, num_prototypes)
+    return assign_prototype_parts(scores, visible, pairs.prototypes, num_prototypes)

@@ -34,7 +34,8 @@ def results():
 
 def test_every_method_is_scored_on_the_same_pairs_with_every_ground_truth_metric(results):
     assert list(results) == ["upsample", "receptive_field"]
-    expected = {"consistency", "stability", "relevance@5%", "relevance@20%", "relevance",
+    expected = {"consistency", "stability", "responsible_part_hit", "oracle_consistency",
+                "relevance@5%", "relevance@20%", "relevance",
                 "fidelity@5%", "fidelity@20%", "fidelity", "energy_object", "pointing_object",
                 "energy_part", "pointing_part", "iou_part", "deletion", "insertion",
                 "sanity_spearman", "sanity_ssim", "seconds_per_pair",
@@ -69,6 +70,16 @@ def test_table_shows_metrics_missing_for_a_method_as_not_available():
     assert table.splitlines() == ["| metric | a | b |", "|---|---:|---:|",
                                   "| relevance ↑ | 0.500 | 0.250 |",
                                   "| iou_part ↑ | n/a | 1.000 |"]
+
+
+def test_model_level_values_have_no_direction_and_are_never_compared():
+    table = benchmark_table({"a": {"oracle_consistency": 0.5}})
+    assert "| oracle_consistency (model) | 0.500 |" in table
+    runs = [{"a": {"oracle_consistency": v, "consistency": v}, "b": {"oracle_consistency": v,
+                                                                       "consistency": 0.0}}
+            for v in (0.5, 0.6)]
+    compared = compare_across_runs(runs, "a", "b", ["consistency", "oracle_consistency"])
+    assert list(compared) == ["consistency"]
 
 
 def test_runs_aggregate_to_mean_and_sample_standard_deviation():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from toy_parts import ToyParts
@@ -70,6 +72,41 @@ def test_map_pointing_away_from_the_object_hits_nothing(model, toy_parts, method
                  "pointing_part", "iou_part"):
         assert results[name] == pytest.approx(0.0, abs=1e-6), name
     assert results["stability"] == 1.0  # the same (empty) hits with and without noise
+
+
+def _alternating_parts(pairs):
+    """Per pair, 0 (top) or 1 (bottom) alternating over each prototype's pairs: 0, 1, 0."""
+    ranks = torch.zeros(len(pairs), dtype=torch.long)
+    for prototype in pairs.prototypes.unique():
+        where = (pairs.prototypes == prototype).nonzero().flatten()
+        ranks[where] = torch.arange(len(where))
+    return ranks % 2
+
+
+@pytest.mark.parametrize(("responsible", "hit", "oracle"), [
+    ("top", 1.0, 1.0),          # the map peaks on the top part, which the model relies on
+    ("bottom", 0.0, 1.0),       # a consistent model, but the map shows the other part
+    ("alternating", 2 / 3, 0.0),  # top, bottom, top: 2 of 3 pairs hit; no part in 80%
+    ("none", None, 0.0),        # no part's removal lowers the similarity: nothing to hit
+])
+def test_responsible_part_hit_and_oracle_consistency_against_hand_computed_cases(
+        model, toy_parts, methods, responsible, hit, oracle):
+    pairs = build_pairs(toy_parts, model.prototype_classes, images_per_class=3, progress=False)
+    parts = {"top": torch.zeros(len(pairs), dtype=torch.long),
+             "bottom": torch.ones(len(pairs), dtype=torch.long),
+             "alternating": _alternating_parts(pairs),
+             "none": torch.full((len(pairs),), -1)}[responsible]
+    # The box around the red part's centre (half side 36 / 224 * 32 = 5.1 px) holds the top
+    # keypoint and not the bottom one, 8 px below; the same holds for the oracle's box.
+    results = evaluate_localization(
+        model, pairs, "red_part", settings=SETTINGS, responsible_parts=parts,
+        randomized_model=randomized_copy(model, seed=0), batch_size=5, progress=False)
+    if hit is None:
+        assert math.isnan(results["responsible_part_hit"])
+    else:
+        assert results["responsible_part_hit"] == pytest.approx(hit)
+    assert results["oracle_consistency"] == pytest.approx(oracle)
+    assert results["consistency"] == pytest.approx(1.0)  # the map itself is consistent
 
 
 def test_map_that_ignores_the_model_fails_the_sanity_check_and_upsampling_passes(

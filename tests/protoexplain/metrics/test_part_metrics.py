@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from protoexplain.metrics.parts import (
+    keypoint_hits,
     map_peaks,
     part_hits,
     perturb_images,
@@ -42,6 +43,18 @@ def test_part_is_hit_when_its_visible_keypoint_is_in_the_box_around_the_peak_bor
     ]])
     hits = part_hits(maps, keypoints, (1.0, 1.0))
     assert hits.tolist() == [[True, False, False, True, False]]
+
+
+def test_keypoint_hits_use_a_box_of_half_sides_y_and_x_around_each_centre():
+    centres = torch.tensor([[4.0, 4.0], [0.0, 7.0]])  # (row y, column x)
+    keypoints = torch.tensor([
+        # 2 rows below (border); 3 columns right (border); on the centre but not visible
+        [[4.0, 6.0, 1.0], [7.0, 4.0, 1.0], [4.0, 4.0, 0.0]],
+        # on the centre; 3 rows below (> 2); 3 columns left and 1 row below
+        [[7.0, 0.0, 1.0], [7.0, 3.0, 1.0], [4.0, 1.0, 1.0]],
+    ])
+    hits = keypoint_hits(centres, keypoints, (2.0, 3.0))
+    assert hits.tolist() == [[True, True, False], [True, False, True]]
 
 
 def test_prototype_is_consistent_when_one_part_is_hit_in_80_percent_of_the_images_showing_it():

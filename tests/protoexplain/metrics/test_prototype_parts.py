@@ -14,6 +14,8 @@ from protoexplain.metrics.prototype_parts import (
     find_prototype_parts,
     latent_peak_scores,
     occlusion_scores,
+    responsible_parts,
+    score_pair_parts,
 )
 from prototypes import ReceptiveField
 
@@ -73,6 +75,24 @@ def test_prototype_part_has_the_highest_mean_score_over_pairs_showing_it():
     # Prototype 0: part 0 mean 0.5, part 1 mean 0.5 (one pair) -> first on ties: 0.
     # Prototype 1: part 0. Prototype 2: nothing visible -> -1. Prototype 3: no pairs -> -1.
     assert assign_prototype_parts(scores, visible, groups, 4).tolist() == [0, 0, -1, -1]
+
+
+def test_responsible_part_is_the_best_visible_part_with_a_positive_score():
+    scores = torch.tensor([[0.1, 0.3, 0.3], [0.9, 0.2, 0.0], [0.0, -0.1, 0.0], [0.5, 0.5, 0.4]])
+    visible = torch.tensor([[True, True, True], [False, True, True], [True, True, True],
+                            [False, False, False]])
+    # Pair 0: tie between parts 1 and 2 -> first; pair 1: part 0 is not visible -> part 1;
+    # pair 2: no removal lowers the similarity -> none; pair 3: no part visible -> none.
+    assert responsible_parts(scores, visible).tolist() == [1, 1, -1, -1]
+
+
+def test_pair_part_scores_keep_pair_order_and_name_each_pairs_responsible_part():
+    scores, visible = score_pair_parts(RedPrototype(), _two_part_pairs(), progress=False)
+    assert visible.tolist() == [[True, True], [False, True]]
+    # Filling the red quarter removes the prototype's whole response; the green one nothing.
+    assert torch.allclose(scores[:, 1], torch.ones(2))
+    assert scores[0, 0] == pytest.approx(0.0)
+    assert responsible_parts(scores, visible).tolist() == [1, 1]
 
 
 def test_occlusion_finds_the_part_the_prototype_responds_to():
