@@ -35,6 +35,7 @@ from protoexplain.benchmark import (
 from protoexplain.checkpoint import CHECKPOINT_NAME, atomic_write_json
 from protoexplain.cli import image_count
 from protoexplain.config import LocalizationConfig, load_config
+from protoexplain.metrics.localization import METRICS_VERSION
 from protoexplain.pipeline import benchmark_run, evaluate_run, train_and_report
 from protoexplain.run_dir import load_run
 from prototypes.learned_masks import PROTOTYPE_DEFAULTS
@@ -183,14 +184,16 @@ def cached_benchmark(
     progress: bool,
 ) -> dict:
     """Benchmark results of ``methods`` on a run, computing only those not already cached
-    under the same settings (pairs per prototype, metric options, method options) and, per
-    method, the same prototype defaults (:data:`prototypes.learned_masks.PROTOTYPE_DEFAULTS`).
+    under the same settings (metrics version, pairs per prototype, metric and method options)
+    and, per method, the same prototype defaults
+    (:data:`prototypes.learned_masks.PROTOTYPE_DEFAULTS`).
 
     ``localization``: the study's localization settings (its ``--set`` overrides included);
     they replace those the run was trained with, which only matter for the benchmark."""
     run = load_run(run_dir)
     run.config = dataclasses.replace(run.config, localization=localization)
     settings = {
+        "metrics_version": METRICS_VERSION,
         "images_per_prototype": images_per_prototype,
         "metric_options": localization.metric_options,
         "method_options": localization.method_options,

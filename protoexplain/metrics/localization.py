@@ -85,6 +85,11 @@ from protoexplain.metrics.sanity import spearman_correlation, structural_similar
 from protoexplain.metrics.scores import FILLS, SIMILARITY_AT, PairScores, fill_values
 from prototypes import localize
 
+METRICS_VERSION = 2
+"""Bumped whenever a metric is added or its computation changes, so that cached results
+(``benchmarks/localization_seeds.py``'s ``seed_study.json``) are recomputed. 2: adds
+``responsible_part_hit`` and ``oracle_consistency``."""
+
 
 @dataclass(frozen=True)
 class LocalizationSettings:

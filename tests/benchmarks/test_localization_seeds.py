@@ -49,3 +49,13 @@ def test_overrides_apply_to_trained_runs_and_cached_methods_are_reused(tmp_path)
     assert "random" in third
     assert set(json.loads((run_dir / "seed_study.json").read_text())["results"]) == \
         set(cache["results"]) | {"random"}
+
+    # results cached by an older version of the metrics are computed again
+    stale = json.loads((run_dir / "seed_study.json").read_text())
+    stale["settings"]["metrics_version"] -= 1
+    stale["results"]["upsample"]["relevance"] = -1.0
+    (run_dir / "seed_study.json").write_text(json.dumps(stale))
+    localization_seeds.main([*common, "--methods", "upsample", "--set", noisy])
+    fourth = json.loads((tmp_path / "study.json").read_text())["per_seed"]["0"]
+    assert fourth["upsample"]["relevance"] == second["upsample"]["relevance"]
+    assert "responsible_part_hit" in fourth["upsample"]
