@@ -97,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         "benchmark", help="compare localization methods against ground truth",
         description="Run every METHOD on the same model, prototypes and test images of "
                     "RUN_DIR and write RUN_DIR/benchmark.json ({method: {metric: value}}) and "
-                    "benchmark.md: consistency and stability (Huang et al. 2023), relevance and "
+                    "benchmark.md: consistency and stability (Huang et al. 2023), how often "
+                    "the peak box holds the part the prototype relies on in that image "
+                    "(responsible_part_hit) and how part-consistent the prototypes themselves "
+                    "are (oracle_consistency), relevance and "
                     "fidelity (Xu-Darme et al. 2023), energy and pointing game on the object "
                     "and the prototype's part, box IoU, energy / pointing / IoU against the "
                     "boxes of the prototype's finding (sets with labelled boxes, e.g. chest "
