@@ -174,10 +174,9 @@ def _nanmean(values: Tensor) -> float:
 
 
 def _add_part_hits(results: _Accumulator, maps: Tensor, noisy_maps: Tensor | None,
-                   keypoints: Tensor, settings: LocalizationSettings) -> Tensor:
+                   keypoints: Tensor, half_size: tuple[float, float]) -> Tensor:
     """Huang's part hits of the maps (returned) and, for stability, of the maps of the noisy
     images."""
-    half_size = settings.half_size or scaled_half_sizes(tuple(maps.shape[-2:]))
     hits = part_hits(maps, keypoints, half_size)
     results.add("hits", hits)
     results.add("visible", keypoints[..., 2] > 0)
@@ -187,11 +186,9 @@ def _add_part_hits(results: _Accumulator, maps: Tensor, noisy_maps: Tensor | Non
 
 
 def _add_responsible_part_hits(results: _Accumulator, hits: Tensor, keypoints: Tensor,
-                                responsible: Tensor, settings: LocalizationSettings,
-                                image_size: tuple[int, int]) -> None:
+                                responsible: Tensor, half_size: tuple[float, float]) -> None:
     """Whether each pair's peak box holds its responsible part's keypoint (NaN: no such
     part), and the part hits of the oracle box centred on that keypoint."""
-    half_size = settings.half_size or scaled_half_sizes(image_size)
     known = responsible >= 0
     part = responsible.clamp(min=0)
     rows = torch.arange(len(part), device=part.device)
@@ -270,6 +267,7 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
                          "protoexplain.metrics.sanity.randomized_copy)")
     height, width = pairs.images.shape[-2:]
     tolerance = settings.pointing_tolerance or scaled_tolerance((height, width))
+    half_size = settings.half_size or scaled_half_sizes((height, width))
     pixels_per_step = math.ceil(height * width / settings.deletion_steps)
     cost = PassCount()
     results = _Accumulator()
@@ -294,12 +292,11 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
                                        bound=settings.noise_bound, generator=generator)
                 noisy_maps = _localize(model, noisy, ids, method, options)[0]
             hits = _add_part_hits(results, maps, noisy_maps, truth["part_keypoints"],
-                                  settings)
+                                  half_size)
             if responsible_parts is not None:
                 _add_responsible_part_hits(
                     results, hits, truth["part_keypoints"],
-                    responsible_parts[start:start + batch_size].to(device), settings,
-                    (height, width))
+                    responsible_parts[start:start + batch_size].to(device), half_size)
         top = top_fraction_masks(maps, settings.fractions, seed=seed)
         present = scores.reference > 0
         drop = fidelity_drop(scores.of_images, images, top,
