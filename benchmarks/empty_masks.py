@@ -21,10 +21,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from study_io import load_run_pairs, publish_report
+from study_io import add_images_per_prototype, load_run_pairs, publish_report
 
 from hdm.perturbation import gaussian_blur
-from protoexplain.cli import image_count
 from protoexplain.metrics.localization import LocalizationSettings
 from protoexplain.metrics.scores import PairScores
 from protoexplain.pipeline import method_options
@@ -40,12 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--methods", default="hdm,mdm")
-    parser.add_argument(
-        "--images-per-prototype",
-        type=image_count,
-        default=2,
-        help="test images of its class per prototype, or 'all'",
-    )
+    add_images_per_prototype(parser, default=2)
     parser.add_argument("--out", type=Path, required=True, help="output path without extension")
     args = parser.parse_args(argv)
 

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import torch
-from study_io import publish_report
+from study_io import add_images_per_prototype, publish_report
 
 from protoexplain.benchmark import (
     aggregate_runs,
@@ -33,7 +33,6 @@ from protoexplain.benchmark import (
     comparison_table,
 )
 from protoexplain.checkpoint import CHECKPOINT_NAME, atomic_write_json
-from protoexplain.cli import image_count
 from protoexplain.config import LocalizationConfig, load_config
 from protoexplain.metrics.localization import METRICS_VERSION
 from protoexplain.pipeline import benchmark_run, evaluate_run, train_and_report
@@ -50,12 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--methods", default="upsample,hdm", help="comma-separated localization methods"
     )
-    parser.add_argument(
-        "--images-per-prototype",
-        type=image_count,
-        default=3,
-        help="test images of its class per prototype, or 'all' (Huang et al.'s protocol)",
-    )
+    add_images_per_prototype(parser, default=3)
     parser.add_argument(
         "--set",
         dest="overrides",

@@ -25,10 +25,9 @@ import sys
 from pathlib import Path
 
 import yaml
-from study_io import publish_report
+from study_io import add_images_per_prototype, publish_report
 
 from protoexplain.benchmark import aggregate_runs, run_benchmark
-from protoexplain.cli import image_count
 from protoexplain.factory import build_dataset
 from protoexplain.metrics.localization import LocalizationSettings
 from protoexplain.run_dir import load_run
@@ -149,12 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
     parser.add_argument("--variant", action="append", required=True)
     parser.add_argument("--reference", help="variant whose values count as 100%%")
-    parser.add_argument(
-        "--images-per-prototype",
-        type=image_count,
-        default=2,
-        help="test images of its class per prototype, or 'all' (Huang et al.'s protocol)",
-    )
+    add_images_per_prototype(parser, default=2)
     parser.add_argument(
         "--batch-size",
         type=int,

@@ -24,11 +24,10 @@ import sys
 from pathlib import Path
 
 import torch
-from study_io import load_run_pairs, publish_report
+from study_io import add_images_per_prototype, load_run_pairs, publish_report
 from torch import Tensor
 
 from hdm.metrics import pointing_game
-from protoexplain.cli import image_count
 from protoexplain.metrics.boxes import finding_regions
 from protoexplain.pipeline import method_options
 from prototypes.localization import localize
@@ -58,12 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--methods", default="upsample,hdm")
-    parser.add_argument(
-        "--images-per-prototype",
-        type=image_count,
-        default=6,
-        help="test images of its class per prototype, or 'all'",
-    )
+    add_images_per_prototype(parser, default=6)
     parser.add_argument("--out", type=Path, required=True, help="output path without extension")
     args = parser.parse_args(argv)
 

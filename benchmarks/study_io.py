@@ -1,11 +1,13 @@
-"""What the benchmark scripts share: the (test image, prototype) pairs of a trained run, and
-publishing a report: printed, and written as ``OUT.md`` beside ``OUT.json``.
+"""What the benchmark scripts share: the ``--images-per-prototype`` option, the (test image,
+prototype) pairs of a trained run, and publishing a report: printed, and written as
+``OUT.md`` beside ``OUT.json``.
 
 The scripts run as ``python benchmarks/NAME.py``, so this module is imported by its bare name.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +16,21 @@ from typing import Any
 import torch
 
 from protoexplain.benchmark import has_finding_boxes
+from protoexplain.cli import image_count
 from protoexplain.factory import build_dataset
 from protoexplain.metrics.pairs import EvaluationPairs, build_pairs
 from protoexplain.run_dir import LoadedRun, load_run
+
+
+def add_images_per_prototype(parser: argparse.ArgumentParser, default: int) -> None:
+    """The scripts' ``--images-per-prototype``: a positive count, or 'all' (None), parsed by
+    :func:`protoexplain.cli.image_count` as the CLI's benchmark does."""
+    parser.add_argument(
+        "--images-per-prototype",
+        type=image_count,
+        default=default,
+        help="test images of its class per prototype, or 'all' (Huang et al.'s protocol)",
+    )
 
 
 @dataclass
