@@ -25,6 +25,7 @@ import torch
 
 import hdm
 from hdm.maps import weight_by_density
+from hdm.peak_choice import choose_peak_by_occlusion
 from prototypes.localization_base import (
     Localization,
     localization_from_maps,
@@ -49,8 +50,14 @@ upsampled map's box surrounds and that Xu-Darme et al.'s fidelity reads; ``"auto
 for ProtoPNet, ``"pooled"`` otherwise. With the pooled max, a mask that must also remove the
 score (the deletion term) has to cover every position that matches the prototype."""
 
+AUTO_PEAK_CANDIDATES = 8
+"""``peak_candidates: "auto"``: 8 candidate points on a ProtoPNet (measured in the README's
+"Choosing HDM's peak by occlusion"), 0 (the density-weighted peak) on other models, where it
+is not measured."""
+
 PROTOTYPE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "hdm": {"score": "auto", "deletion_weight": 1.0, "density_sigma": 0.1},
+    "hdm": {"score": "auto", "deletion_weight": 1.0, "density_sigma": 0.1,
+            "peak_candidates": "auto"},
     "neuromask": {"baseline": "blur", "weight_limit": 2.0},
 }
 """Options that differ from an explainer's own defaults when it localizes prototypes (an option
@@ -83,8 +90,8 @@ def _explainer(method: str, model: ProtoPNet, options: dict[str, Any]) -> hdm.Ex
         known = [name for name in inspect.signature(explainer_class).parameters
                  if name != "model"]
         raise ValueError(f"localization method {method!r}: {error}; its options are "
-                         f"{known}, 'percentile', 'relative_threshold', 'density_sigma' and "
-                         "'score'") from None
+                         f"{known}, 'percentile', 'relative_threshold', 'density_sigma', "
+                         "'peak_candidates' and 'score'") from None
     return explainer_class(model, **options)
 
 
@@ -106,10 +113,13 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
             over :data:`PROTOTYPE_DEFAULTS`, and ``density_sigma``: the sigma, as a share of
             the image's shorter side, of :func:`hdm.maps.weight_by_density`, which weighs the
             map by the mask mass around each pixel so that its peak lies inside the densest
-            region (0 keeps the map);
-            ``score``: one of :data:`EXPLAINED_SCORES`. Without these two options (nor one in
-            :data:`PROTOTYPE_DEFAULTS`, which sets HDM's to 0.1 and ``"auto"``), the map is
-            kept and the pooled score explained.
+            region (0 keeps the map); ``peak_candidates``: how many points of that map
+            :func:`hdm.peak_choice.choose_peak_by_occlusion` tries, with the explainer's
+            baseline, to move the peak to the one whose removal lowers the score most (0
+            keeps the peak; ``"auto"``: :data:`AUTO_PEAK_CANDIDATES`);
+            ``score``: one of :data:`EXPLAINED_SCORES`. Without these three options (nor one in
+            :data:`PROTOTYPE_DEFAULTS`, which sets HDM's to 0.1, ``"auto"`` and ``"auto"``), the map
+            is kept and the pooled score explained.
 
     Returns:
         ``maps`` (B, H, W): the explainer's map in [0, 1]; ``boxes`` (B, 4) int64.
@@ -123,6 +133,13 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
             or density_sigma < 0):
         raise ValueError(f"density_sigma must be a number >= 0 (a share of the image side), "
                          f"got {density_sigma!r}")
+    peak_candidates = options.pop("peak_candidates", 0)
+    if peak_candidates == "auto":
+        peak_candidates = AUTO_PEAK_CANDIDATES if isinstance(model, ProtoPNet) else 0
+    if isinstance(peak_candidates, bool) or not isinstance(peak_candidates, int) \
+            or peak_candidates < 0:
+        raise ValueError(f"peak_candidates must be an integer >= 0 or 'auto', "
+                         f"got {peak_candidates!r}")
     explained = options.pop("score", "pooled")
     if explained not in EXPLAINED_SCORES:
         raise ValueError(f"score must be one of {EXPLAINED_SCORES}, got {explained!r}")
@@ -137,8 +154,12 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
                 return prototype_scores(output.similarities, ids)
         else:
             score = PairScores(model, images, ids, "peak")
-        maps = explainer(images, score)
-    maps = weight_by_density(maps, density_sigma * min(maps.shape[-2:]))
+        maps = weight_by_density(explainer(images, score),
+                                 density_sigma * min(images.shape[-2:]))
+        if peak_candidates:
+            maps = choose_peak_by_occlusion(
+                model, images, score, maps, candidates=peak_candidates,
+                baseline=explainer.baseline, blur_sigma=explainer.blur_sigma)
     return localization_from_maps(maps, percentile, relative_threshold)
 
 

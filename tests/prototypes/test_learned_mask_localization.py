@@ -6,9 +6,11 @@ import pytest
 import torch
 
 import hdm
+import prototypes.learned_masks as learned_masks
 from prototypes import localize
 from tests.prototypes.colour_squares import colour_model, colour_square_pairs
 from tests.prototypes.tiny_protopnet import make_model
+from tests.prototypes.tiny_xprotonet import make_xprotonet
 
 INPUT_METHODS = {
     "mdm": {"steps": 30},
@@ -135,3 +137,25 @@ def test_peak_score_reads_the_similarity_where_it_peaked_on_the_unmasked_image(m
     for bad in ("wide", -0.1):
         with pytest.raises(ValueError, match="density_sigma must be a number >= 0"):
             localize(model, images, ids, method="mdm", density_sigma=bad)
+
+
+def test_hdm_chooses_its_peak_by_occlusion_with_its_own_baseline_on_a_protopnet(monkeypatch):
+    calls = []
+
+    def record(model, images, score, maps, **options):
+        calls.append(options)
+        return maps
+
+    monkeypatch.setattr(learned_masks, "choose_peak_by_occlusion", record)
+    model = make_model(image_size=32)
+    images = torch.rand(2, 3, 32, 32)
+    quick = {"benchmark_steps": 1, "auxiliary_steps": 1}
+    localize(model, images, [0, 1], method="hdm", baseline="mean", **quick)
+    assert calls == [{"candidates": 8, "baseline": "mean", "blur_sigma": 10.0}]
+    localize(model, images, [0, 1], method="hdm", peak_candidates=0, **quick)
+    localize(model, images, [0, 1], method="mdm", steps=1)  # not MDM's default
+    localize(make_xprotonet(image_size=32), images, [0, 1], method="hdm", **quick)  # 'auto'
+    assert len(calls) == 1
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="peak_candidates must be an integer >= 0 or 'auto'"):
+            localize(model, images, [0, 1], method="hdm", peak_candidates=bad, **quick)

@@ -1,0 +1,105 @@
+"""hdm.peak_choice: candidate points, occlusion windows, and moving the peak to the region the
+model needs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hdm.peak_choice import candidate_points, choose_peak_by_occlusion, square_windows
+from tests.hdm.hdm_models import BOX, IMAGE_SIZE, RegionModel
+
+
+def test_candidates_are_the_highest_grid_points_apart_and_above_the_relative_floor():
+    maps = torch.zeros(1, 12, 12)
+    # the grid of step 4 has points at rows and columns 2, 6 and 10
+    maps[0, 2, 2], maps[0, 2, 6], maps[0, 6, 6], maps[0, 10, 10] = 1.0, 0.9, 0.5, 0.2
+    maps[0, 3, 3] = 0.95  # off the grid: never a candidate
+    points, valid = candidate_points(maps, step=4, count=3, min_relative=0.15, spacing=0)
+    assert points.tolist() == [[[2, 2], [2, 6], [6, 6]]]
+    assert valid.tolist() == [[True, True, True]]
+    points, valid = candidate_points(maps, step=4, count=3, min_relative=0.15, spacing=4)
+    assert points[valid].tolist() == [[2, 2], [10, 10]]  # (2, 6) and (6, 6) are too close
+    _, valid = candidate_points(maps, step=4, count=20, min_relative=0.3, spacing=0)
+    assert valid.shape == (1, 9) and valid.sum() == 3  # at most the 9 grid points
+    _, valid = candidate_points(torch.zeros(1, 8, 8), step=4, count=2, min_relative=0.0,
+                                spacing=0)
+    assert not valid.any()  # an empty map has no candidate
+
+
+def test_square_windows_cover_the_half_side_around_each_point_clipped_at_the_border():
+    points = torch.tensor([[[4, 4], [0, 9]]])
+    windows = square_windows(points, (10, 10), half_size=1.5)
+    assert windows.shape == (1, 2, 10, 10)
+    assert torch.equal(windows[0, 0].nonzero().amin(0), torch.tensor([3, 3]))
+    assert torch.equal(windows[0, 0].nonzero().amax(0), torch.tensor([5, 5]))
+    assert float(windows[0, 1].sum()) == 4.0  # rows 0-1, columns 8-9
+
+
+def _two_blob_map() -> torch.Tensor:
+    """A map with a dense decoy blob away from RegionModel's evidence box and a smaller,
+    weaker blob on it: the decoy holds the peak."""
+    maps = torch.zeros(1, IMAGE_SIZE, IMAGE_SIZE)
+    maps[0, 0:6, 0:6] = 1.0  # decoy, outside BOX = rows 10-21, columns 12-23
+    y0, y1, x0, x1 = BOX
+    maps[0, y0 + 3:y1 - 3, x0 + 3:x1 - 3] = 0.8
+    return maps
+
+
+def _peak(maps: torch.Tensor) -> tuple[int, int]:
+    return divmod(int(maps[0].flatten().argmax()), maps.shape[-1])
+
+
+def test_the_peak_moves_to_the_blob_whose_removal_lowers_the_score():
+    torch.manual_seed(0)
+    model = RegionModel().eval()
+    images = torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE) * 0.5 + 0.5
+    maps = _two_blob_map()
+    assert _peak(maps)[0] < 6  # the decoy's
+    chosen = choose_peak_by_occlusion(model, images, torch.tensor([0]), maps, candidates=4,
+                                      grid_step=0.1, region=0.15, baseline="zero")
+    y0, y1, x0, x1 = BOX
+    row, column = _peak(chosen)
+    assert y0 <= row < y1 and x0 <= column < x1
+    assert torch.equal(chosen > 0, maps > 0)  # the support is kept
+    assert float(chosen.max()) == 1.0 and float(chosen.min()) == 0.0
+    decoy_share = float(chosen[0, 0:6, 0:6].max())
+    assert 0.5 <= decoy_share < 1.0  # the decoy is only down-weighted, by at most the floor
+    unchanged = choose_peak_by_occlusion(model, images, torch.tensor([0]), maps, candidates=4,
+                                         grid_step=0.1, region=0.15, baseline="zero", floor=1.0)
+    torch.testing.assert_close(unchanged, maps)
+    speck = torch.zeros_like(maps)
+    speck[0, 0, 0], speck[0, 0, 1] = 0.5, 1.0  # off the grid (rows and columns 1, 4, ...)
+    torch.testing.assert_close(
+        choose_peak_by_occlusion(model, images, torch.tensor([0]), speck, grid_step=0.1), speck)
+
+
+def test_a_callable_target_and_a_batch_give_each_pair_its_own_peak():
+    torch.manual_seed(0)
+    model = RegionModel().eval()
+    images = torch.rand(2, 3, IMAGE_SIZE, IMAGE_SIZE) * 0.5 + 0.5
+    y0, y1, x0, x1 = BOX
+    images[1, :, y0:y1, x0:x1] = 0  # no evidence: no removal lowers the score
+    maps = torch.cat([_two_blob_map(), _two_blob_map()])
+
+    def class_zero(output: torch.Tensor) -> torch.Tensor:
+        return output[:, 0]
+
+    chosen = choose_peak_by_occlusion(model, images, class_zero, maps, candidates=4,
+                                      grid_step=0.1, region=0.15, baseline="zero")
+    row, column = _peak(chosen[:1])
+    assert y0 <= row < y1 and x0 <= column < x1
+    assert _peak(chosen[1:])[0] < 6  # ties: the highest candidate, the decoy's, stays
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("candidates", 0, "candidates must be >= 1"),
+    ("floor", 1.5, r"floor must lie in \[0, 1\]"),
+    ("baseline", "noise", "baseline must be one of"),
+])
+def test_bad_options_are_named(option, value, message):
+    model = RegionModel().eval()
+    images = torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with pytest.raises(ValueError, match=message):
+        choose_peak_by_occlusion(model, images, torch.tensor([0]), _two_blob_map(),
+                                 **{option: value})
