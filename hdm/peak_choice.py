@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hdm.hooks import explaining
 from hdm.maps import normalize_maps
 from hdm.perturbation import BASELINES, blend, make_baseline
 from hdm.targets import Target
@@ -30,7 +31,7 @@ __all__ = ["candidate_points", "choose_peak_by_occlusion", "square_windows"]
 
 def candidate_points(maps: Tensor, step: int, count: int, min_relative: float,
                      spacing: float) -> tuple[Tensor, Tensor]:
-    """Up to ``count`` grid points per map, highest first and at least ``spacing`` pixels
+    """Up to ``count`` grid points per map, highest first and more than ``spacing`` pixels
     apart: ((B, count, 2) long (row, column), (B, count) bool valid).
 
     The grid has a point every ``step`` pixels (from ``step // 2``); a point can be chosen
@@ -76,7 +77,7 @@ def choose_peak_by_occlusion(model: Callable[[Tensor], Any], images: Tensor, tar
 
     Args:
         model, targets: what was explained (as for any :class:`hdm.base.Explainer`); the model
-            runs once per candidate on the occluded batch, without gradients.
+            runs once per candidate on the occluded batch, in eval mode and without gradients.
         images: (B, C, H, W) in [0, 1]; maps: (B, H, W) in [0, 1], e.g. a learned mask.
         candidates: how many points of the map are tried (the highest grid points).
         grid_step: spacing of the candidate grid, as a share of the image's shorter side.
@@ -103,7 +104,7 @@ def choose_peak_by_occlusion(model: Callable[[Tensor], Any], images: Tensor, tar
     points, valid = candidate_points(maps, step, candidates, min_relative, spacing * half_size)
     windows = square_windows(points, (height, width), half_size)  # (B, K, H, W)
     target = Target(targets, batch, images.device)
-    with torch.no_grad():  # one batch per candidate: the memory of one forward pass
+    with explaining(model), torch.no_grad():  # one batch per candidate: one pass's memory
         reference = target.score(model(images))
         filled = make_baseline(images, baseline, blur_sigma)
         scores = torch.stack([target.score(model(blend(images, filled, 1 - window)))

@@ -52,7 +52,7 @@ def _peak(maps: torch.Tensor) -> tuple[int, int]:
 
 def test_the_peak_moves_to_the_blob_whose_removal_lowers_the_score():
     torch.manual_seed(0)
-    model = RegionModel().eval()
+    model = RegionModel().train()  # put in eval mode while scoring, then restored
     images = torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE) * 0.5 + 0.5
     maps = _two_blob_map()
     assert _peak(maps)[0] < 6  # the decoy's
@@ -61,6 +61,7 @@ def test_the_peak_moves_to_the_blob_whose_removal_lowers_the_score():
     y0, y1, x0, x1 = BOX
     row, column = _peak(chosen)
     assert y0 <= row < y1 and x0 <= column < x1
+    assert model.training and all(p.requires_grad for p in model.parameters())
     assert torch.equal(chosen > 0, maps > 0)  # the support is kept
     assert float(chosen.max()) == 1.0 and float(chosen.min()) == 0.0
     decoy_share = float(chosen[0, 0:6, 0:6].max())
