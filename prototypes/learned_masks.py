@@ -50,14 +50,8 @@ upsampled map's box surrounds and that Xu-Darme et al.'s fidelity reads; ``"auto
 for ProtoPNet, ``"pooled"`` otherwise. With the pooled max, a mask that must also remove the
 score (the deletion term) has to cover every position that matches the prototype."""
 
-AUTO_PEAK_CANDIDATES = 8
-"""``peak_candidates: "auto"``: 8 candidate points on a ProtoPNet (measured in the README's
-"Choosing HDM's peak by occlusion"), 0 (the density-weighted peak) on other models, where it
-is not measured."""
-
 PROTOTYPE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "hdm": {"score": "auto", "deletion_weight": 1.0, "density_sigma": 0.1,
-            "peak_candidates": "auto"},
+    "hdm": {"score": "auto", "deletion_weight": 1.0, "density_sigma": 0.1},
     "neuromask": {"baseline": "blur", "weight_limit": 2.0},
 }
 """Options that differ from an explainer's own defaults when it localizes prototypes (an option
@@ -71,10 +65,11 @@ images per prototype, chosen on other pairs: consistency 0.742 -> 0.792 and stab
 0.828 on SyntheticParts, 0.120 -> 0.140 and 0.458 -> 0.501 on FashionComposites); the peak
 score raised fidelity on FashionComposites (50 pairs: 0.422 -> 0.472) at a cost in relevance
 (0.665 -> 0.571) and, measured later, in consistency (three seeds, 10 images per prototype:
-0.127 with the pooled score, 0.053 with the peak score, ``hdm_consistency_fashion_10.md``);
-choosing the peak by occlusion put it on the part the prototype relies on more often on the
-coarse map (three seeds, 3 images per prototype: responsible_part_hit 0.697 -> 0.764,
-consistency 0.458 -> 0.517, ``hdm_peak_choice_*.md``).
+0.127 with the pooled score, 0.053 with the peak score, ``hdm_consistency_fashion_10.md``).
+Choosing the peak by occlusion (``peak_candidates``) is not a default: on the coarse map it put
+the peak on the part the prototype relies on more often (three seeds, 10 images per prototype:
+responsible_part_hit 0.724 -> 0.763) but lowered consistency (0.550 -> 0.450,
+``hdm_peak_choice_coarse_10.md``).
 NeuroMask's official settings (zero baseline, initial weights in [-10, 10] behind a sigmoid of
 temperature 0.3) left its masks at their random start on our prototype scores: on 40
 SyntheticParts pairs (seed-0 model, 1000 steps) the share of the map inside the object was
@@ -119,10 +114,10 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
             region (0 keeps the map); ``peak_candidates``: how many points of that map
             :func:`hdm.peak_choice.choose_peak_by_occlusion` tries, with the explainer's
             baseline, to move the peak to the one whose removal lowers the score most (0
-            keeps the peak; ``"auto"``: :data:`AUTO_PEAK_CANDIDATES`);
-            ``score``: one of :data:`EXPLAINED_SCORES`. Without these three options (nor one in
-            :data:`PROTOTYPE_DEFAULTS`, which sets HDM's to 0.1, ``"auto"`` and ``"auto"``), the map
-            is kept and the pooled score explained.
+            keeps the peak, the default; 8 is the measured setting, README "Choosing HDM's
+            peak by occlusion"); ``score``: one of :data:`EXPLAINED_SCORES`. Without these
+            options (nor one in :data:`PROTOTYPE_DEFAULTS`, which sets HDM's density_sigma to
+            0.1 and its score to ``"auto"``), the map is kept and the pooled score explained.
 
     Returns:
         ``maps`` (B, H, W): the explainer's map in [0, 1]; ``boxes`` (B, 4) int64.
@@ -137,12 +132,9 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
         raise ValueError(f"density_sigma must be a number >= 0 (a share of the image side), "
                          f"got {density_sigma!r}")
     peak_candidates = options.pop("peak_candidates", 0)
-    if peak_candidates == "auto":
-        peak_candidates = AUTO_PEAK_CANDIDATES if isinstance(model, ProtoPNet) else 0
     if isinstance(peak_candidates, bool) or not isinstance(peak_candidates, int) \
             or peak_candidates < 0:
-        raise ValueError(f"peak_candidates must be an integer >= 0 or 'auto', "
-                         f"got {peak_candidates!r}")
+        raise ValueError(f"peak_candidates must be an integer >= 0, got {peak_candidates!r}")
     explained = options.pop("score", "pooled")
     if explained not in EXPLAINED_SCORES:
         raise ValueError(f"score must be one of {EXPLAINED_SCORES}, got {explained!r}")

@@ -139,7 +139,8 @@ def test_peak_score_reads_the_similarity_where_it_peaked_on_the_unmasked_image(m
             localize(model, images, ids, method="mdm", density_sigma=bad)
 
 
-def test_hdm_chooses_its_peak_by_occlusion_with_its_own_baseline_on_a_protopnet(monkeypatch):
+def test_peak_candidates_choose_the_peak_by_occlusion_with_the_explainers_baseline(
+        monkeypatch):
     calls = []
 
     def record(model, images, score, maps, **options):
@@ -150,12 +151,14 @@ def test_hdm_chooses_its_peak_by_occlusion_with_its_own_baseline_on_a_protopnet(
     model = make_model(image_size=32)
     images = torch.rand(2, 3, 32, 32)
     quick = {"benchmark_steps": 1, "auxiliary_steps": 1}
-    localize(model, images, [0, 1], method="hdm", baseline="mean", **quick)
+    localize(model, images, [0, 1], method="hdm", baseline="mean", peak_candidates=8, **quick)
     assert calls == [{"candidates": 8, "baseline": "mean", "blur_sigma": 10.0}]
-    localize(model, images, [0, 1], method="hdm", peak_candidates=0, **quick)
-    localize(model, images, [0, 1], method="mdm", steps=1)  # not MDM's default
-    localize(make_xprotonet(image_size=32), images, [0, 1], method="hdm", **quick)  # 'auto'
+    localize(model, images, [0, 1], method="hdm", **quick)  # not a default
+    localize(model, images, [0, 1], method="mdm", steps=1, peak_candidates=0)
     assert len(calls) == 1
-    for bad in (-1, 2.5, True):
-        with pytest.raises(ValueError, match="peak_candidates must be an integer >= 0 or 'auto'"):
+    localize(make_xprotonet(image_size=32), images, [0, 1], method="mdm", steps=1,
+             peak_candidates=3)
+    assert calls[1] == {"candidates": 3, "baseline": "blur", "blur_sigma": 10.0}
+    for bad in (-1, 2.5, True, "auto"):
+        with pytest.raises(ValueError, match="peak_candidates must be an integer >= 0"):
             localize(model, images, [0, 1], method="hdm", peak_candidates=bad, **quick)
