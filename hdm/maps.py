@@ -83,6 +83,17 @@ def otsu_thresholds(maps: Tensor, bins: int = 256) -> Tensor:
     return ((best + 1).float() / bins).to(maps.dtype)
 
 
+def gaussian_bumps(centres: Tensor, size: tuple[int, int], sigma: float) -> Tensor:
+    """``exp(-((y - cy)^2 + (x - cx)^2) / (2 sigma^2))`` at every pixel ``(y, x)`` of an
+    ``size`` = (H, W) grid, for each centre ``(cy, cx)`` of ``centres`` (B, 2) in pixels:
+    (B, H, W) in ``centres``' dtype and device."""
+    rows = torch.arange(size[0], device=centres.device, dtype=centres.dtype).view(1, -1, 1)
+    columns = torch.arange(size[1], device=centres.device, dtype=centres.dtype).view(1, 1, -1)
+    squared = (rows - centres[:, 0, None, None]).square() + (
+        columns - centres[:, 1, None, None]).square()
+    return torch.exp(-squared / (2 * sigma**2))
+
+
 def weight_by_density(maps: Tensor, sigma: float) -> Tensor:
     """Each map value times the map's normalised mass around it, rescaled to [0, 1].
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from hdm.hooks import explaining
-from hdm.maps import normalize_maps
+from hdm.maps import gaussian_bumps, normalize_maps
 from hdm.perturbation import BASELINES, blend, make_baseline
 from hdm.targets import Target
 
@@ -111,9 +111,6 @@ def choose_peak_by_occlusion(model: Callable[[Tensor], Any], images: Tensor, tar
                               for window in windows.unbind(dim=1)], dim=1)  # (B, K)
     drops = (reference[:, None] - scores).where(valid, -torch.inf)
     chosen = points[torch.arange(batch, device=maps.device), drops.argmax(dim=1)].to(maps.dtype)
-    rows = torch.arange(height, device=maps.device, dtype=maps.dtype).view(1, -1, 1)
-    columns = torch.arange(width, device=maps.device, dtype=maps.dtype).view(1, 1, -1)
-    distance = (rows - chosen[:, 0, None, None]) ** 2 + (columns - chosen[:, 1, None, None]) ** 2
-    nearness = torch.exp(-distance / (2 * half_size**2))
+    nearness = gaussian_bumps(chosen, (height, width), half_size)
     weights = (floor + (1 - floor) * nearness).where(valid.any(dim=1)[:, None, None], 1.0)
     return normalize_maps(maps * weights)

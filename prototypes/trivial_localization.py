@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
+from hdm.maps import gaussian_bumps
 from prototypes.localization_base import (
     Localization,
     localization_from_maps,
@@ -82,10 +83,8 @@ def centre_localization(model: ProtoPNet, images: torch.Tensor,
     if sigma <= 0:
         raise ValueError(f"centre: sigma must be > 0, got {sigma}")
     height, width = images.shape[-2:]
-    spread = sigma * min(height, width)
-    rows = torch.arange(height, device=images.device, dtype=images.dtype) - (height - 1) / 2
-    columns = torch.arange(width, device=images.device, dtype=images.dtype) - (width - 1) / 2
-    squared = rows[:, None].square() + columns[None, :].square()
-    gaussian = torch.exp(-squared / (2 * spread**2))
+    centre = torch.tensor([[(height - 1) / 2, (width - 1) / 2]], device=images.device,
+                          dtype=images.dtype)
+    gaussian = gaussian_bumps(centre, (height, width), sigma * min(height, width))
     maps = gaussian.expand(images.shape[0], height, width)
     return localization_from_maps(maps, percentile, relative_threshold)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -11,7 +13,13 @@ from hdm.engine import MaskOptimizer, grid_shape
 from hdm.fidelity import Fidelity, deletion_loss
 from hdm.hooks import explaining, record_activations
 from hdm.layers import block_ends, last_convolution, resolve_layers
-from hdm.maps import normalize_maps, otsu_thresholds, resize_maps, weight_by_density
+from hdm.maps import (
+    gaussian_bumps,
+    normalize_maps,
+    otsu_thresholds,
+    resize_maps,
+    weight_by_density,
+)
 from hdm.optimizers import TFRMSprop
 from hdm.perturbation import blend, gaussian_blur, make_baseline
 from hdm.regularizers import LaplacianSmoothness, MaskArea, ParameterSparsity, TotalVariation
@@ -150,6 +158,15 @@ def test_density_weighting_peaks_at_a_plateau_centre_and_prefers_a_blob_to_a_spe
                                                            torch.ones(2))
     assert torch.equal(weight_by_density(maps, sigma=0.0), maps)
     assert torch.equal(weight_by_density(torch.zeros(1, 5, 5), sigma=1.0), torch.zeros(1, 5, 5))
+
+
+def test_gaussian_bumps_peak_at_each_centre_and_fall_to_exp_minus_half_at_sigma():
+    bumps = gaussian_bumps(torch.tensor([[2.0, 3.0], [0.5, 0.5]]), (5, 6), sigma=2.0)
+    assert bumps.shape == (2, 5, 6)
+    assert float(bumps[0, 2, 3]) == 1.0
+    assert bumps[0, 2, 5].item() == pytest.approx(math.exp(-0.5))  # 2 px = sigma away
+    assert bumps[0, 4, 5].item() == pytest.approx(math.exp(-1.0))  # (2, 2) px away
+    torch.testing.assert_close(bumps[1, 0, 0], bumps[1, 1, 1])  # between pixel centres
 
 
 def test_grid_sizes_are_capped_at_the_image_size():
