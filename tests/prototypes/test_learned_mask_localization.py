@@ -87,21 +87,27 @@ def test_unknown_learned_mask_option_names_the_method_and_its_options():
         localize(model, torch.rand(1, 3, 32, 32), [0], method="hdm", iterations=5)
 
 
-def test_prototype_defaults_reach_neuromask_and_the_callers_options_win(monkeypatch):
+@pytest.mark.parametrize("method, explainer, defaults, override", [
+    ("neuromask", hdm.NeuroMask, {"baseline": "blur", "weight_limit": 2.0}, {"baseline": "zero"}),
+    # MDM's density_sigma acts on the map after the explainer, so only its deletion term reaches it.
+    ("mdm", hdm.MDM, {"deletion_weight": 1.0}, {"deletion_weight": 0.0}),
+])
+def test_prototype_defaults_reach_the_explainer_and_the_callers_options_win(
+        monkeypatch, method, explainer, defaults, override):
     received = []
 
-    class Recorder(hdm.NeuroMask):
+    class Recorder(explainer):
         def __init__(self, model, **options):
             received.append(options)
             super().__init__(model, **options)
 
-    monkeypatch.setitem(hdm.METHODS, "neuromask", Recorder)
+    monkeypatch.setitem(hdm.METHODS, method, Recorder)
     model = make_model(image_size=32)
     images = torch.rand(1, 3, 32, 32)
-    localize(model, images, [0], method="neuromask", steps=1)
-    localize(model, images, [0], method="neuromask", steps=1, baseline="zero")
-    assert received[0] == {"baseline": "blur", "weight_limit": 2.0, "steps": 1}
-    assert received[1]["baseline"] == "zero" and received[1]["weight_limit"] == 2.0
+    localize(model, images, [0], method=method, steps=1)
+    localize(model, images, [0], method=method, steps=1, **override)
+    assert received[0] == {**defaults, "steps": 1}
+    assert received[1] == {**defaults, **override, "steps": 1}
 
 
 def test_peak_score_reads_the_similarity_where_it_peaked_on_the_unmasked_image(monkeypatch):
