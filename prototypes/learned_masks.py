@@ -123,7 +123,8 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
             keeps the peak, the default; 8 is the measured setting, README "Choosing HDM's
             peak by occlusion"); ``score``: one of :data:`EXPLAINED_SCORES`. Without these
             options (nor one in :data:`PROTOTYPE_DEFAULTS`, which sets HDM's and MDM's
-            density_sigma to 0.1 and HDM's score to ``"auto"``), the map is kept and the pooled score explained.
+            density_sigma to 0.1 and HDM's score to ``"auto"``), the map is kept and the pooled
+            score explained.
 
     Returns:
         ``maps`` (B, H, W): the explainer's map in [0, 1]; ``boxes`` (B, 4) int64.
