@@ -7,6 +7,7 @@ import torch
 
 import hdm
 import prototypes.learned_masks as learned_masks
+from hdm.maps import weight_by_density
 from prototypes import localize
 from tests.prototypes.colour_squares import colour_model, colour_square_pairs
 from tests.prototypes.tiny_protopnet import make_model
@@ -108,6 +109,16 @@ def test_prototype_defaults_reach_the_explainer_and_the_callers_options_win(
     localize(model, images, [0], method=method, steps=1, **override)
     assert received[0] == {**defaults, "steps": 1}
     assert received[1] == {**defaults, **override, "steps": 1}
+
+
+def test_mdm_maps_are_density_weighted_by_default():
+    torch.manual_seed(0)
+    model = make_model(image_size=32)
+    images = torch.rand(2, 3, 32, 32)
+    weighted = localize(model, images, [0, 1], method="mdm", steps=3).maps
+    raw = localize(model, images, [0, 1], method="mdm", steps=3, density_sigma=0).maps
+    assert not torch.allclose(weighted, raw)
+    torch.testing.assert_close(weighted, weight_by_density(raw, 0.1 * 32))
 
 
 def test_peak_score_reads_the_similarity_where_it_peaked_on_the_unmasked_image(monkeypatch):
