@@ -23,7 +23,7 @@ from torch import Tensor
 
 from hdm.hooks import explaining
 from hdm.maps import gaussian_bumps, normalize_maps
-from hdm.perturbation import BASELINES, blend, make_baseline
+from hdm.perturbation import blend, make_baseline
 from hdm.targets import Target
 
 __all__ = ["candidate_points", "choose_peak_by_occlusion", "square_windows"]
@@ -95,8 +95,7 @@ def choose_peak_by_occlusion(model: Callable[[Tensor], Any], images: Tensor, tar
         raise ValueError(f"candidates must be >= 1, got {candidates}")
     if not 0 <= floor <= 1:
         raise ValueError(f"floor must lie in [0, 1], got {floor}")
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    filled = make_baseline(images.detach(), baseline, blur_sigma)  # names a bad baseline
     batch, height, width = maps.shape
     side = min(height, width)
     step = max(1, round(grid_step * side))
@@ -106,7 +105,6 @@ def choose_peak_by_occlusion(model: Callable[[Tensor], Any], images: Tensor, tar
     target = Target(targets, batch, images.device)
     with explaining(model), torch.no_grad():  # one batch per candidate: one pass's memory
         reference = target.score(model(images))
-        filled = make_baseline(images, baseline, blur_sigma)
         scores = torch.stack([target.score(model(blend(images, filled, 1 - window)))
                               for window in windows.unbind(dim=1)], dim=1)  # (B, K)
     drops = (reference[:, None] - scores).where(valid, -torch.inf)
