@@ -102,7 +102,7 @@ def weight_by_density(maps: Tensor, sigma: float) -> Tensor:
     last digits, or by row-major order on a plateau (its top-left corner). Multiplying by
     ``normalize(blur(maps))`` keeps the map's support (zeros stay zero) and makes the peak the
     pixel that is both high and surrounded by mask mass: a plateau's centre, the densest blob
-    rather than an isolated speck. Source: our choice, measured in the README's "What it took
+    rather than an isolated speck. Source: our choice, measured in docs/results.md, "What it took
     for HDM to beat upsampling" (``benchmarks/results/hdm_density_*.md``).
 
     Args:

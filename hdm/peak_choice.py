@@ -10,7 +10,7 @@ candidate whose removal lowers the score most. The map keeps its support: only i
 re-weighted, by at most ``1 - floor``, so the region-based metrics barely change.
 
 Source: our choice (the HDM paper fuses its masks but says nothing about a peak); measured in
-the README's "Choosing HDM's peak by occlusion" (``benchmarks/results/hdm_peak_choice_*.md``).
+docs/results.md, "Choosing HDM's peak by occlusion" (``benchmarks/results/hdm_peak_choice_*.md``).
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ PROTOTYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "neuromask": {"baseline": "blur", "weight_limit": 2.0},
 }
 """Options that differ from an explainer's own defaults when it localizes prototypes (an option
-given by the caller wins). HDM's (the README's "What it took for HDM to beat upsampling",
+given by the caller wins). HDM's (docs/results.md, "What it took for HDM to beat upsampling",
 ``benchmarks/results/hdm_deletion_*.md``, ``hdm_density_*.md``, ``hdm_score_*.md``): the
 deletion term turned the coarse 4x4-latent model's empty masks into real ones (40 pairs:
 relevance 0.368 -> 0.705, fidelity 0.605 -> 0.930) and raised consistency on SyntheticParts
@@ -120,7 +120,7 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
             region (0 keeps the map); ``peak_candidates``: how many points of that map
             :func:`hdm.peak_choice.choose_peak_by_occlusion` tries, with the explainer's
             baseline, to move the peak to the one whose removal lowers the score most (0
-            keeps the peak, the default; 8 is the measured setting, README "Choosing HDM's
+            keeps the peak, the default; 8 is the measured setting, docs/results.md "Choosing HDM's
             peak by occlusion"); ``score``: one of :data:`EXPLAINED_SCORES`. Without these
             options (nor one in :data:`PROTOTYPE_DEFAULTS`, which sets HDM's and MDM's
             density_sigma to 0.1 and HDM's score to ``"auto"``), the map is kept and the pooled
