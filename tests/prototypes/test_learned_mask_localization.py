@@ -146,7 +146,9 @@ def test_peak_score_reads_the_similarity_where_it_peaked_on_the_unmasked_image(m
     localize(model, images, ids, method="mdm", score="peak")
     at_peak = flipped.similarity_maps[rows, ids].flatten(1)[rows, peaks]
     torch.testing.assert_close(explained["score"], at_peak)
-    localize(model, images, ids, method="mdm")
+    localize(model, images, ids, method="mdm")  # the prototype default, "auto": peak on ProtoPNet
+    torch.testing.assert_close(explained["score"], at_peak)
+    localize(model, images, ids, method="mdm", score="pooled")
     torch.testing.assert_close(explained["score"], flipped.similarities[rows, ids])
     assert not torch.allclose(at_peak, flipped.similarities[rows, ids])
     with pytest.raises(ValueError, match="score must be one of"):
