@@ -1,7 +1,9 @@
 """Building the configured architecture."""
 
 import inspect
+from pathlib import Path
 
+import pytest
 import torch
 
 from protoexplain.config import XPROTONET_SHARED_ARGUMENTS, load_config, xprotonet_option_names
@@ -36,3 +38,23 @@ def test_every_xprotonet_argument_is_either_shared_or_an_option():
     assert sorted([*XPROTONET_SHARED_ARGUMENTS, *xprotonet_option_names()]) == sorted(parameters)
     assert set(xprotonet_option_names()) == {"latent_activation", "last_layer",
                                              "incorrect_class_connection"}
+
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda path: path.name)
+def test_every_shipped_config_loads(path):
+    assert load_config(path).model.backbone
+
+
+@pytest.mark.parametrize("name, latent", [("synthetic_protopnet", 8),
+                                          ("synthetic_coarse_protopnet", 4),
+                                          ("synthetic_coarse_resnet18", 4)])
+def test_synthetic_configs_give_the_latent_map_their_comments_state(name, latent):
+    config = load_config(CONFIGS / f"{name}.yaml")
+    size = config.data.options["image_size"]
+    model = build_model(config, 8, size).eval()
+    with torch.no_grad():
+        maps = model(torch.zeros(1, 3, size, size)).similarity_maps
+    assert maps.shape == (1, 40, latent, latent)
