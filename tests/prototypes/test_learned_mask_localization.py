@@ -90,7 +90,8 @@ def test_unknown_learned_mask_option_names_the_method_and_its_options():
 
 @pytest.mark.parametrize("method, explainer, defaults, override", [
     ("neuromask", hdm.NeuroMask, {"baseline": "blur", "weight_limit": 2.0}, {"baseline": "zero"}),
-    # MDM's density_sigma acts on the map after the explainer, so only its deletion term reaches it.
+    # MDM's score and density_sigma are applied around the explainer (the target it explains, the
+    # map it returns), so only its deletion term reaches the explainer's constructor.
     ("mdm", hdm.MDM, {"deletion_weight": 1.0}, {"deletion_weight": 0.0}),
 ])
 def test_prototype_defaults_reach_the_explainer_and_the_callers_options_win(
