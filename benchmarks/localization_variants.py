@@ -31,6 +31,7 @@ from protoexplain.benchmark import aggregate_runs, run_benchmark
 from protoexplain.factory import build_dataset
 from protoexplain.metrics.localization import LocalizationSettings
 from protoexplain.run_dir import load_run
+from prototypes.localization import check_localization_options
 
 QUALITY = (
     "relevance",
@@ -177,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         parser.error(f"--batch-size must be a positive integer, got {args.batch_size}")
     variants = [parse_variant(text) for text in args.variant]
+    for name, method, options in variants:  # every variant, before any run is loaded
+        try:
+            check_localization_options(method, options)
+        except ValueError as error:
+            parser.error(f"--variant {name!r}: {error}")
     if args.reference is not None and args.reference not in [name for name, _, _ in variants]:
         parser.error(f"--reference {args.reference!r} is not one of the variants' names")
     settings = LocalizationSettings(

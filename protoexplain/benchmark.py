@@ -32,6 +32,7 @@ from protoexplain.metrics.prototype_parts import (
     score_pair_parts,
 )
 from protoexplain.metrics.sanity import randomized_copy
+from prototypes.localization import check_localization_options
 
 Results = dict[str, dict[str, float]]
 
@@ -85,6 +86,8 @@ def run_benchmark(model: nn.Module, dataset: Dataset, methods: Mapping[str, Mapp
     """
     if not methods:
         raise ValueError("methods is empty: name at least one localization method")
+    for name, options in methods.items():  # refuse a bad option before any method runs
+        check_localization_options(name, options)
     settings = settings or LocalizationSettings()
     device = torch.device(device)
     model = model.to(device).eval()

@@ -272,6 +272,7 @@ def _check_dataset_options(config: Config, source: str) -> None:
 
 def check_localization_methods(config: Config, source: str) -> None:
     from prototypes import LOCALIZATION_METHODS
+    from prototypes.localization import check_localization_options
 
     named = {"localization.push_method": [config.localization.push_method],
              "localization.evaluation_methods": config.localization.evaluation_methods,
@@ -281,6 +282,15 @@ def check_localization_methods(config: Config, source: str) -> None:
             if method not in LOCALIZATION_METHODS:
                 raise ConfigError(f"'{key}' in {source}: unknown localization method "
                                   f"'{method}'; choose from {', '.join(LOCALIZATION_METHODS)}")
+    for method, options in config.localization.method_options.items():
+        if not isinstance(options, dict):
+            raise ConfigError(f"'localization.method_options.{method}' in {source}: expected "
+                              f"a mapping of option names to values, got {options!r}")
+        try:
+            check_localization_options(method, options)
+        except ValueError as error:
+            raise ConfigError(f"'localization.method_options.{method}' in {source}: "
+                              f"{error}") from None
 
 
 def _check_metric_options(config: Config, source: str) -> None:

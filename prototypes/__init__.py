@@ -10,6 +10,7 @@ from prototypes.backbones import BACKBONES, build_backbone
 from prototypes.localization import (
     LOCALIZATION_METHODS,
     Localization,
+    check_localization_options,
     high_activation_box,
     localize,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "XProtoNetOutput",
     "build_backbone",
     "build_optimizer",
+    "check_localization_options",
     "high_activation_box",
     "localize",
     "plan_schedule",

@@ -1,8 +1,8 @@
 """Localizing prototypes with learned saliency masks: MDM, HDM and NeuroMask (:mod:`hdm`).
 
 The score explained for pair ``b`` is the prototype's pooled similarity ``out.similarities[b,
-prototype_ids[b]]`` (the quantity the last layer weighs) or, for HDM on a ProtoPNet, its
-similarity at the position where it peaks (option ``score``, :data:`EXPLAINED_SCORES`), given
+prototype_ids[b]]`` (the quantity the last layer weighs) or, for HDM and MDM on a ProtoPNet,
+its similarity at the position where it peaks (option ``score``, :data:`EXPLAINED_SCORES`), given
 to the :mod:`hdm` explainer as a callable target. The explainer learns one mask per pair, all
 pairs in one batched optimisation (:class:`hdm.engine.MaskOptimizer`), so a pair's map does not
 depend on the other pairs of the batch (up to floating-point rounding). The box is the
@@ -28,6 +28,7 @@ from hdm.maps import weight_by_density
 from hdm.peak_choice import choose_peak_by_occlusion
 from prototypes.localization_base import (
     Localization,
+    check_box_rule,
     localization_from_maps,
     prototype_id_tensor,
     prototype_scores,
@@ -36,7 +37,8 @@ from prototypes.model import ProtoPNet, ProtoPNetOutput
 from prototypes.modes import evaluation_mode
 from prototypes.pair_scores import PairScores
 
-__all__ = ["LEARNED_MASK_METHODS", "PROTOTYPE_DEFAULTS", "learned_mask_localization"]
+__all__ = ["LEARNED_MASK_METHODS", "PROTOTYPE_DEFAULTS", "check_learned_mask_options",
+           "learned_mask_localization"]
 
 LEARNED_MASK_EXPLAINERS = ("mdm", "hdm", "neuromask")
 """Names in :data:`hdm.METHODS` of the mask-learning explainers."""
@@ -89,8 +91,10 @@ which keep the sigmoid unsaturated so that the fidelity term's gradient reaches 
 (``benchmarks/results/neuromask_options_synthetic.md``)."""
 
 
-def _explainer(method: str, model: ProtoPNet, options: dict[str, Any]) -> hdm.Explainer:
-    """The :mod:`hdm` explainer called ``method``, with a clear error for unknown options."""
+def _explainer(method: str, model: Callable[[torch.Tensor], Any],
+               options: dict[str, Any]) -> hdm.Explainer:
+    """The :mod:`hdm` explainer called ``method``, with a clear error for unknown options (its
+    constructor checks their values)."""
     explainer_class = hdm.METHODS[method]
     try:
         inspect.signature(explainer_class).bind(model, **options)
@@ -101,6 +105,38 @@ def _explainer(method: str, model: ProtoPNet, options: dict[str, Any]) -> hdm.Ex
                          f"{known}, 'percentile', 'relative_threshold', 'density_sigma', "
                          "'peak_candidates' and 'score'") from None
     return explainer_class(model, **options)
+
+
+def _split_options(method: str, options: dict[str, Any]) -> tuple[dict[str, Any], float, int, str]:
+    """``options`` over :data:`PROTOTYPE_DEFAULTS` split into the explainer's own options and
+    the checked ``density_sigma``, ``peak_candidates`` and ``score``."""
+    if method not in LEARNED_MASK_EXPLAINERS:
+        raise ValueError(f"method must be one of {LEARNED_MASK_EXPLAINERS}, got {method!r}")
+    options = {**PROTOTYPE_DEFAULTS.get(method, {}), **options}
+    density_sigma = options.pop("density_sigma", 0.0)
+    if (isinstance(density_sigma, bool) or not isinstance(density_sigma, (int, float))
+            or density_sigma < 0):
+        raise ValueError(f"density_sigma must be a number >= 0 (a share of the image side), "
+                         f"got {density_sigma!r}")
+    peak_candidates = options.pop("peak_candidates", 0)
+    if isinstance(peak_candidates, bool) or not isinstance(peak_candidates, int) \
+            or peak_candidates < 0:
+        raise ValueError(f"peak_candidates must be an integer >= 0, got {peak_candidates!r}")
+    explained = options.pop("score", "pooled")
+    if explained not in EXPLAINED_SCORES:
+        raise ValueError(f"score must be one of {EXPLAINED_SCORES}, got {explained!r}")
+    return options, density_sigma, peak_candidates, explained
+
+
+def check_learned_mask_options(method: str, options: dict[str, Any]) -> None:
+    """Raise the ``ValueError`` that :func:`learned_mask_localization` would raise for these
+    options (names and values), without a model or images: so that a config or a study is
+    refused before anything runs. The explainer is built around a stand-in model, which its
+    constructor only stores."""
+    options = dict(options)
+    check_box_rule(options.pop("percentile", 95.0), options.pop("relative_threshold", 0.0))
+    explainer_options, *_ = _split_options(method, options)
+    _explainer(method, torch.nn.Identity(), explainer_options)
 
 
 def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
@@ -133,22 +169,8 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
     Returns:
         ``maps`` (B, H, W): the explainer's map in [0, 1]; ``boxes`` (B, 4) int64.
     """
-    if method not in LEARNED_MASK_EXPLAINERS:
-        raise ValueError(f"method must be one of {LEARNED_MASK_EXPLAINERS}, got {method!r}")
+    options, density_sigma, peak_candidates, explained = _split_options(method, options)
     ids = prototype_id_tensor(model, images, prototype_ids)
-    options = {**PROTOTYPE_DEFAULTS.get(method, {}), **options}
-    density_sigma = options.pop("density_sigma", 0.0)
-    if (isinstance(density_sigma, bool) or not isinstance(density_sigma, (int, float))
-            or density_sigma < 0):
-        raise ValueError(f"density_sigma must be a number >= 0 (a share of the image side), "
-                         f"got {density_sigma!r}")
-    peak_candidates = options.pop("peak_candidates", 0)
-    if isinstance(peak_candidates, bool) or not isinstance(peak_candidates, int) \
-            or peak_candidates < 0:
-        raise ValueError(f"peak_candidates must be an integer >= 0, got {peak_candidates!r}")
-    explained = options.pop("score", "pooled")
-    if explained not in EXPLAINED_SCORES:
-        raise ValueError(f"score must be one of {EXPLAINED_SCORES}, got {explained!r}")
     if explained == "auto":
         explained = "peak" if isinstance(model, ProtoPNet) else "pooled"
     if explained == "peak" and not isinstance(model, ProtoPNet):

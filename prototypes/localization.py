@@ -27,14 +27,17 @@ comparable across methods.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
 from prototypes.gradient_localization import smoothgrad_localization
-from prototypes.learned_masks import LEARNED_MASK_METHODS
+from prototypes.learned_masks import LEARNED_MASK_METHODS, check_learned_mask_options
 from prototypes.localization_base import (
     Localization,
+    check_box_rule,
     high_activation_box,
     localization_from_maps,
     min_max_normalise,
@@ -46,7 +49,8 @@ from prototypes.modes import evaluation_mode
 from prototypes.receptive_field import receptive_field_boxes
 from prototypes.trivial_localization import centre_localization, random_localization
 
-__all__ = ["LOCALIZATION_METHODS", "Localization", "high_activation_box", "localize",
+__all__ = ["LOCALIZATION_METHODS", "Localization", "check_localization_options",
+           "high_activation_box", "localize",
            "min_max_normalise", "receptive_field_localization", "upsample_localization",
            "upsample_maps"]
 
@@ -109,14 +113,39 @@ LOCALIZATION_METHODS: dict[str, LocalizationMethod] = {
 """Localization methods by name: ``(model, images, prototype_ids, **options) -> Localization``."""
 
 
+def _method(method: str) -> LocalizationMethod:
+    try:
+        return LOCALIZATION_METHODS[method]
+    except KeyError:
+        raise ValueError(f"unknown localization method {method!r}; choose one of "
+                         f"{sorted(LOCALIZATION_METHODS)}") from None
+
+
+def check_localization_options(method: str, options: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` if :func:`localize` would refuse ``method`` or the names of its
+    ``options``, or the values that need no model: the box rule's and the learned masks'
+    (:func:`prototypes.learned_masks.check_learned_mask_options`). Configs and studies call it
+    before anything runs, so that a misspelt option does not end a run after training."""
+    function = _method(method)
+    if method in LEARNED_MASK_METHODS:
+        check_learned_mask_options(method, dict(options))
+        return
+    signature = inspect.signature(function)
+    try:
+        signature.bind(None, None, None, **options)
+    except TypeError as error:
+        known = [name for name in signature.parameters
+                 if signature.parameters[name].kind is inspect.Parameter.KEYWORD_ONLY]
+        raise ValueError(f"localization method {method!r}: {error}; its options: "
+                         f"{', '.join(known) or 'none'}") from None
+    check_box_rule(options.get("percentile", 95.0), options.get("relative_threshold", 0.0))
+
+
 def localize(model: ProtoPNet, images: torch.Tensor,
              prototype_ids: torch.Tensor | Sequence[int], method: str = "upsample",
              **options) -> Localization:
     """Localize prototype ``prototype_ids[b]`` in ``images[b]`` (B, 3, H, W in [0, 1]) for the
-    whole batch with the method called ``method``; ``options`` go to that method."""
-    try:
-        function = LOCALIZATION_METHODS[method]
-    except KeyError:
-        raise ValueError(f"unknown localization method {method!r}; choose one of "
-                         f"{sorted(LOCALIZATION_METHODS)}") from None
-    return function(model, images, prototype_ids, **options)
+    whole batch with the method called ``method``; ``options`` go to that method (checked
+    first by :func:`check_localization_options`)."""
+    check_localization_options(method, options)
+    return LOCALIZATION_METHODS[method](model, images, prototype_ids, **options)

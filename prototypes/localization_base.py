@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 from prototypes.model import ProtoPNet
 
-__all__ = ["Localization", "high_activation_box", "localization_from_maps", "min_max_normalise",
-           "prototype_id_tensor", "prototype_scores", "upsample_maps"]
+__all__ = ["Localization", "check_box_rule", "high_activation_box", "localization_from_maps",
+           "min_max_normalise", "prototype_id_tensor", "prototype_scores", "upsample_maps"]
 
 
 @dataclass
@@ -61,6 +61,16 @@ def min_max_normalise(maps: torch.Tensor) -> torch.Tensor:
     return (maps - low) / spread.clamp(min=torch.finfo(maps.dtype).tiny)
 
 
+def check_box_rule(percentile: float, relative_threshold: float) -> None:
+    """Raise ``ValueError`` unless ``percentile`` is a number in [0, 100] and
+    ``relative_threshold`` one in [0, 1] (the options of :func:`high_activation_box`)."""
+    for name, value, high in (("percentile", percentile, 100),
+                              ("relative_threshold", relative_threshold, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not 0 <= value <= high:
+            raise ValueError(f"{name} must be a number in [0, {high}], got {value!r}")
+
+
 def high_activation_box(maps: torch.Tensor, percentile: float = 95.0,
                         relative_threshold: float = 0.0) -> torch.Tensor:
     """Bounding boxes (B, 4) ``y0, y1, x0, x1`` (end-exclusive) of each map's pixels at or
@@ -84,10 +94,7 @@ def high_activation_box(maps: torch.Tensor, percentile: float = 95.0,
     """
     if maps.ndim != 3:
         raise ValueError(f"maps must be (B, H, W), got shape {tuple(maps.shape)}")
-    if not 0 <= percentile <= 100:
-        raise ValueError(f"percentile must be in [0, 100], got {percentile}")
-    if not 0 <= relative_threshold <= 1:
-        raise ValueError(f"relative_threshold must be in [0, 1], got {relative_threshold}")
+    check_box_rule(percentile, relative_threshold)
     batch, height, width = maps.shape
     flat = maps.reshape(batch, -1)
     rank = percentile / 100 * (flat.shape[1] - 1)

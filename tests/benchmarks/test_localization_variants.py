@@ -60,3 +60,14 @@ def test_a_batch_size_below_one_is_refused_before_any_run_is_loaded(tmp_path, ca
               "--out", str(tmp_path / "out")])
     assert "--batch-size must be a positive integer, got 0" in capsys.readouterr().err
     assert not (tmp_path / "out.json").exists()
+
+
+def test_a_bad_option_of_any_variant_is_refused_by_name_before_any_run_is_loaded(
+        tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main([str(tmp_path / "missing_run"), "--variant", "u=upsample",
+              "--variant", "mdm peak=mdm:score=peek", "--out", str(tmp_path / "out")])
+    assert stopped.value.code == 2
+    assert ("--variant 'mdm peak': score must be one of ('auto', 'pooled', 'peak'), got 'peek'"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "out.json").exists()

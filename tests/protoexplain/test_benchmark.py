@@ -127,3 +127,13 @@ def test_benchmark_needs_methods_and_readable_results(tmp_path):
     broken.write_text("{not json")
     with pytest.raises(ValueError, match="benchmark.json"):
         load_benchmark(broken)
+
+
+def test_benchmark_refuses_a_bad_option_of_any_method_before_the_first_runs(monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("a method ran before every method's options were checked")
+
+    monkeypatch.setattr("protoexplain.benchmark.build_pairs", never)
+    monkeypatch.setattr("protoexplain.benchmark.evaluate_localization", never)
+    with pytest.raises(ValueError, match="'hdm'.*'benchmark_step'"):
+        run_benchmark(None, None, {"upsample": {}, "hdm": {"benchmark_step": 3}})

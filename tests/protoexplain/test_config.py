@@ -158,3 +158,18 @@ def test_saved_xprotonet_config_loads_back_identically(tmp_path):
                                 "training.loss.occurrence_sparsity=0.01"])
     save_config(config, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == config
+
+
+def test_localization_method_options_are_checked_when_the_config_loads(tmp_path):
+    """A misspelt or invalid method option is refused before training, not at push."""
+    for method, options, expected in (
+            ("hdm", "{benchmark_step: 10}", "'hdm'.*'benchmark_step'.*benchmark_steps"),
+            ("mdm", "{score: peek}", "score must be one of"),
+            ("upsample", "{percentile: 300}", r"percentile must be a number in \[0, 100\]"),
+            ("hdm", "10", "expected a mapping of option names to values")):
+        path = write(tmp_path, f"localization:\n  method_options: {{{method}: {options}}}\n")
+        with pytest.raises(ConfigError, match=expected) as error:
+            load_config(path)
+        assert str(error.value).startswith(f"'localization.method_options.{method}' in {path}")
+    path = write(tmp_path, "localization:\n  method_options: {hdm: {benchmark_steps: 10}}\n")
+    assert load_config(path).localization.method_options == {"hdm": {"benchmark_steps": 10}}

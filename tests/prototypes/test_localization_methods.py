@@ -4,7 +4,7 @@ the model as it was."""
 import pytest
 import torch
 
-from prototypes import LOCALIZATION_METHODS, localize
+from prototypes import LOCALIZATION_METHODS, check_localization_options, localize
 from tests.prototypes.tiny_protopnet import make_model
 
 FAST_OPTIONS = {
@@ -113,3 +113,38 @@ def test_method_on_cuda_keeps_everything_there_and_matches_the_cpu(method, model
         assert float(difference.mean()) < 0.02
     else:
         assert float(difference.max()) < 2e-3
+
+
+@pytest.mark.parametrize("method", sorted(FAST_OPTIONS))
+def test_option_check_accepts_every_method_with_its_options(method):
+    check_localization_options(method, FAST_OPTIONS[method])
+    check_localization_options(method, {})
+
+
+BAD_OPTIONS = [
+    ("no_such_method", {}, "unknown localization method 'no_such_method'"),
+    ("upsample", {"percentil": 90}, "'upsample'.*'percentil'.*its options: percentile"),
+    ("upsample", {"percentile": 101}, r"percentile must be a number in \[0, 100\], got 101"),
+    ("centre", {"relative_threshold": "high"}, "relative_threshold must be a number"),
+    ("receptive_field", {"percentile": 90}, "'receptive_field'.*its options: none"),
+    ("smoothgrad", {"sample": 4}, "'smoothgrad'.*'sample'.*samples"),
+    ("hdm", {"benchmark_step": 3}, "'hdm'.*'benchmark_step'.*benchmark_steps"),
+    ("hdm", {"guidance": "nope"}, "guidance must be one of"),
+    ("mdm", {"score": "peek"}, "score must be one of"),
+    ("mdm", {"density_sigma": -1}, "density_sigma must be a number >= 0"),
+    ("neuromask", {"peak_candidates": 1.5}, "peak_candidates must be an integer >= 0"),
+    ("neuromask", {"percentile": -5}, "percentile must be a number in"),
+]
+"""Options ``localize`` refuses, with what its error says."""
+
+
+@pytest.mark.parametrize(("method", "options", "message"), BAD_OPTIONS,
+                         ids=[f"{m}-{next(iter(o), '')}" for m, o, _ in BAD_OPTIONS])
+def test_option_check_refuses_what_localize_refuses_with_the_same_message(
+        method, options, message, model, pairs):
+    with pytest.raises(ValueError, match=message) as checked:
+        check_localization_options(method, options)
+    images, ids = pairs
+    with pytest.raises(ValueError, match=message) as localized:
+        localize(model, images[:1], ids[:1], method=method, **options)
+    assert str(checked.value) == str(localized.value)
