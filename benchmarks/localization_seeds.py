@@ -107,6 +107,7 @@ HEADLINE = (
     "test_auroc",
     *COMPARED,
     "oracle_consistency",
+    "oracle_stability",
     "sanity_spearman",
     "seconds_per_pair",
     "forward_passes_per_pair",

@@ -43,6 +43,7 @@ QUALITY = (
     "consistency",
     "responsible_part_hit",
     "oracle_consistency",
+    "oracle_stability",
     "fidelity",
     "stability",
     "deletion",

@@ -41,7 +41,7 @@ LOWER_IS_BETTER = ("deletion", "sanity_spearman", "sanity_ssim", "seconds_per_pa
 """Metrics where a lower value is better; for the others (except ``pairs``, ``prototypes``)
 higher is better."""
 COUNTS = ("pairs", "prototypes")
-MODEL_LEVEL = ("oracle_consistency",)
+MODEL_LEVEL = ("oracle_consistency", "oracle_stability")
 """Values that describe the model and pairs, not the method (the same in every method's
 row): shown without a better-direction arrow and never compared between methods."""
 
@@ -108,6 +108,7 @@ def run_benchmark(model: nn.Module, dataset: Dataset, methods: Mapping[str, Mapp
     return {
         name: evaluate_localization(model, pairs, name, options, prototype_parts=parts,
                                     responsible_parts=per_pair_parts,
+                                    part_definition=part_definition,
                                     randomized_model=randomized, settings=settings,
                                     batch_size=batch_size, device=device, seed=seed,
                                     progress=progress)

@@ -19,6 +19,10 @@ Metrics (fractions in [0, 1]; higher is better except for the ``sanity_*`` value
   in every image: how part-consistent the prototypes themselves are on these pairs. It does
   not depend on the method (every method's row repeats it). A faithful method's consistency
   is near it; one far above it is consistent on a part the prototypes do not rely on most;
+- ``oracle_stability`` (with ``stability``): Huang's stability of that oracle, the part
+  relied on being found again on the noisy image: how stable the prototypes themselves are
+  under the noise. Method-independent like ``oracle_consistency``; a method far below it
+  is less stable than the model it explains;
 - ``relevance@a``, ``fidelity@a`` and their means over ``a`` (``relevance``, ``fidelity``):
   Xu-Darme et al. 2023 (:mod:`protoexplain.metrics.relevance`);
 - ``energy_object``, ``pointing_object``, ``energy_part``, ``pointing_part``, ``iou_part``
@@ -74,6 +78,8 @@ from protoexplain.metrics.parts import (
     prototype_stability,
     scaled_half_sizes,
 )
+from protoexplain.metrics.prototype_parts import pair_part_scores
+from protoexplain.metrics.prototype_parts import responsible_parts as relied_on_parts
 from protoexplain.metrics.regions import box_iou, mask_boxes, scaled_tolerance
 from protoexplain.metrics.relevance import (
     DEFAULT_FRACTIONS,
@@ -85,10 +91,10 @@ from protoexplain.metrics.sanity import spearman_correlation, structural_similar
 from protoexplain.metrics.scores import FILLS, SIMILARITY_AT, PairScores, fill_values
 from prototypes import localize
 
-METRICS_VERSION = 2
+METRICS_VERSION = 3
 """Bumped whenever a metric is added or its computation changes, so that cached results
 (``benchmarks/localization_seeds.py``'s ``seed_study.json``) are recomputed. 2: adds
-``responsible_part_hit`` and ``oracle_consistency``."""
+``responsible_part_hit`` and ``oracle_consistency``; 3: ``oracle_stability``."""
 
 
 @dataclass(frozen=True)
@@ -185,17 +191,27 @@ def _add_part_hits(results: _Accumulator, maps: Tensor, noisy_maps: Tensor | Non
     return hits
 
 
-def _add_responsible_part_hits(results: _Accumulator, hits: Tensor, keypoints: Tensor,
-                                responsible: Tensor, half_size: tuple[float, float]) -> None:
-    """Whether each pair's peak box holds its responsible part's keypoint (NaN: no such
-    part), and the part hits of the oracle box centred on that keypoint."""
-    known = responsible >= 0
+def _oracle_hits(keypoints: Tensor, responsible: Tensor, half_size: tuple[float, float]
+                 ) -> Tensor:
+    """Part hits (B, N) of the box centred on each pair's responsible part's keypoint (none
+    where no part is responsible)."""
     part = responsible.clamp(min=0)
-    rows = torch.arange(len(part), device=part.device)
-    results.add("responsible_part_hit",
-                hits[rows, part].float().where(known, torch.nan))
-    centres = keypoints[rows, part, :2].flip(-1)  # (x, y) -> (row y, column x)
-    results.add("oracle_hits", keypoint_hits(centres, keypoints, half_size) & known[:, None])
+    centres = keypoints[torch.arange(len(part), device=part.device), part, :2].flip(-1)
+    return keypoint_hits(centres, keypoints, half_size) & (responsible >= 0)[:, None]
+
+
+def _add_responsible_part_hits(results: _Accumulator, hits: Tensor, keypoints: Tensor,
+                                responsible: Tensor, noisy_responsible: Tensor | None,
+                                half_size: tuple[float, float]) -> None:
+    """Whether each pair's peak box holds its responsible part's keypoint (NaN: no such
+    part), and the part hits of the oracle box centred on that keypoint, on the clean and
+    (for stability) on the noisy image."""
+    rows = torch.arange(len(responsible), device=responsible.device)
+    results.add("responsible_part_hit", hits[rows, responsible.clamp(min=0)].float()
+                .where(responsible >= 0, torch.nan))
+    results.add("oracle_hits", _oracle_hits(keypoints, responsible, half_size))
+    if noisy_responsible is not None:
+        results.add("noisy_oracle_hits", _oracle_hits(keypoints, noisy_responsible, half_size))
 
 
 def _add_part_region_metrics(results: _Accumulator, maps: Tensor, boxes: Tensor,
@@ -230,6 +246,7 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
                           options: Mapping[str, Any] | None = None, *,
                           prototype_parts: Tensor | None = None,
                           responsible_parts: Tensor | None = None,
+                          part_definition: str = "occlusion",
                           randomized_model: nn.Module | None = None,
                           settings: LocalizationSettings | None = None,
                           batch_size: int = 16, device: torch.device | str = "cpu",
@@ -246,7 +263,11 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
         responsible_parts: (M,) the part each pair's prototype relies on in its image (-1:
             none), in pair order, from
             :func:`protoexplain.metrics.prototype_parts.responsible_parts`; needed for
-            ``responsible_part_hit`` and ``oracle_consistency``.
+            ``responsible_part_hit`` and ``oracle_consistency``, and with part masks and
+            ``settings.stability`` for ``oracle_stability``.
+        part_definition: how ``responsible_parts`` were found
+            (:func:`protoexplain.metrics.prototype_parts.pair_part_scores`), to find them
+            again on the noisy images.
         randomized_model: the model with randomised weights for the sanity check (see
             :func:`protoexplain.metrics.sanity.randomized_copy`); required when
             ``settings.sanity``.
@@ -284,19 +305,28 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
             maps, boxes = _localize(model, images, ids, method, options)
 
         if "part_keypoints" in truth:
-            noisy_maps = None
+            noisy_maps = noisy_responsible = None
             if settings.stability:
                 generator = torch.Generator(device=device)
                 generator.manual_seed(seed * 1_000_003 + batch_number)
                 noisy = perturb_images(images, model.std, noise_std=settings.noise_std,
                                        bound=settings.noise_bound, generator=generator)
                 noisy_maps = _localize(model, noisy, ids, method, options)[0]
+                if responsible_parts is not None and "part_masks" in truth:
+                    part_masks = truth["part_masks"]
+                    noisy_responsible = relied_on_parts(
+                        pair_part_scores(model, noisy, ids, part_masks,
+                                         definition=part_definition,
+                                         similarity_at=settings.similarity_at,
+                                         fill=settings.fill),
+                        part_masks.flatten(2).any(dim=2))
             hits = _add_part_hits(results, maps, noisy_maps, truth["part_keypoints"],
                                   half_size)
             if responsible_parts is not None:
                 _add_responsible_part_hits(
                     results, hits, truth["part_keypoints"],
-                    responsible_parts[start:start + batch_size].to(device), half_size)
+                    responsible_parts[start:start + batch_size].to(device), noisy_responsible,
+                    half_size)
         top = top_fraction_masks(maps, settings.fractions, seed=seed)
         present = scores.reference > 0
         drop = fidelity_drop(scores.of_images, images, top,
@@ -345,6 +375,10 @@ def _summarize(results: _Accumulator, pairs: EvaluationPairs, settings: Localiza
             summary["oracle_consistency"] = float(prototype_consistency(
                 results.get("oracle_hits").bool(), visible, groups, num_groups,
                 settings.consistency_threshold).double().mean())
+        if "noisy_oracle_hits" in results:
+            summary["oracle_stability"] = _nanmean(prototype_stability(
+                results.get("oracle_hits").bool(), results.get("noisy_oracle_hits").bool(),
+                groups, num_groups))
     for name in ("relevance", "fidelity"):
         if name in results:
             per_fraction = results.get(name, dim=1)  # (A, M)

@@ -97,14 +97,12 @@ def responsible_parts(scores: Tensor, visible: Tensor) -> Tensor:
     return parts.where(best > 0, -1)
 
 
-def score_pair_parts(model: nn.Module, pairs: EvaluationPairs, *,
-                     definition: str = "occlusion", similarity_at: str = "peak",
-                     fill: str = "dataset_mean", batch_size: int = 16,
-                     device: torch.device | str = "cpu", progress: bool = True
-                     ) -> tuple[Tensor, Tensor]:
-    """Every pair's score for every part, in pair order: (scores float (M, N), visible bool
-    (M, N)), on the CPU.
+def pair_part_scores(model: nn.Module, images: Tensor, prototype_ids: Tensor,
+                     part_masks: Tensor, *, definition: str = "occlusion",
+                     similarity_at: str = "peak", fill: str = "dataset_mean") -> Tensor:
+    """One batch's score of every part for every pair: float (B, N) on the images' device.
 
+    images: (B, C, H, W) in [0, 1]; prototype_ids: (B,); part_masks: bool (B, N, H, W).
     definition: ``"occlusion"`` or ``"latent_peak"`` (module docstring); similarity_at, fill:
     as :class:`protoexplain.metrics.localization.LocalizationSettings` (occlusion only).
     ``latent_peak`` needs ``model.receptive_field`` (``start``, ``jump`` in pixels).
@@ -112,6 +110,23 @@ def score_pair_parts(model: nn.Module, pairs: EvaluationPairs, *,
     if definition not in PART_DEFINITIONS:
         raise ValueError(f"part definition must be one of {PART_DEFINITIONS}, "
                          f"got {definition!r}")
+    scores = PairScores(model, images, prototype_ids, similarity_at)
+    if definition == "occlusion":
+        return occlusion_scores(scores.of_images, images, part_masks,
+                                fill_values(model, images, fill), scores.reference)
+    width = scores.latent_size[1]
+    field = model.receptive_field
+    latent = torch.stack([scores.peaks // width, scores.peaks % width], dim=1)
+    return latent_peak_scores(field.start + latent.double() * field.jump, part_masks)
+
+
+def score_pair_parts(model: nn.Module, pairs: EvaluationPairs, *,
+                     definition: str = "occlusion", similarity_at: str = "peak",
+                     fill: str = "dataset_mean", batch_size: int = 16,
+                     device: torch.device | str = "cpu", progress: bool = True
+                     ) -> tuple[Tensor, Tensor]:
+    """Every pair's score for every part, in pair order: (scores float (M, N), visible bool
+    (M, N)), on the CPU; options as :func:`pair_part_scores`."""
     if "part_masks" not in pairs.ground_truth:
         raise ValueError("the prototype's part needs part masks, which the data set lacks")
     device = torch.device(device)
@@ -121,20 +136,11 @@ def score_pair_parts(model: nn.Module, pairs: EvaluationPairs, *,
     starts = range(0, len(pairs), batch_size)
     for start in tqdm(starts, desc=f"prototype parts ({definition})", disable=not progress):
         rows = pairs.rows[start:start + batch_size]
-        ids = pairs.prototypes[start:start + batch_size].to(device)
-        images = pairs.images[rows].to(device)
         masks = part_masks[rows].to(device)
-        scores = PairScores(model, images, ids, similarity_at)
-        if definition == "occlusion":
-            fill_colour = fill_values(model, images, fill)
-            pair_scores = occlusion_scores(scores.of_images, images, masks, fill_colour,
-                                           scores.reference)
-        else:
-            width = scores.latent_size[1]
-            field = model.receptive_field
-            latent = torch.stack([scores.peaks // width, scores.peaks % width], dim=1)
-            pair_scores = latent_peak_scores(field.start + latent.double() * field.jump, masks)
-        all_scores.append(pair_scores.cpu())
+        all_scores.append(pair_part_scores(
+            model, pairs.images[rows].to(device),
+            pairs.prototypes[start:start + batch_size].to(device), masks,
+            definition=definition, similarity_at=similarity_at, fill=fill).cpu())
         all_visible.append(masks.flatten(2).any(dim=2).cpu())
     return torch.cat(all_scores), torch.cat(all_visible)
 

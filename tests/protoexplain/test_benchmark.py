@@ -35,7 +35,7 @@ def results():
 def test_every_method_is_scored_on_the_same_pairs_with_every_ground_truth_metric(results):
     assert list(results) == ["upsample", "receptive_field"]
     expected = {"consistency", "stability", "responsible_part_hit", "oracle_consistency",
-                "relevance@5%", "relevance@20%", "relevance",
+                "oracle_stability", "relevance@5%", "relevance@20%", "relevance",
                 "fidelity@5%", "fidelity@20%", "fidelity", "energy_object", "pointing_object",
                 "energy_part", "pointing_part", "iou_part", "deletion", "insertion",
                 "sanity_spearman", "sanity_ssim", "seconds_per_pair",
@@ -43,9 +43,12 @@ def test_every_method_is_scored_on_the_same_pairs_with_every_ground_truth_metric
     for metrics in results.values():
         assert set(metrics) == expected
         assert metrics["pairs"] == 8 and metrics["prototypes"] == 4
-        for name in ("consistency", "stability", "relevance", "energy_object", "iou_part"):
+        for name in ("consistency", "stability", "oracle_stability", "relevance",
+                     "energy_object", "iou_part"):
             assert 0.0 <= metrics[name] <= 1.0
     assert results["upsample"]["forward_passes_per_pair"] == 1.0
+    for name in ("oracle_consistency", "oracle_stability"):  # the model's, not the method's
+        assert results["upsample"][name] == results["receptive_field"][name]
 
 
 def test_benchmark_files_hold_the_results_as_json_and_a_markdown_table(results, tmp_path):

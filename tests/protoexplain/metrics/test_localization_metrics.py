@@ -10,6 +10,7 @@ from toy_parts import ToyParts
 
 from protoexplain.metrics.localization import LocalizationSettings, evaluate_localization
 from protoexplain.metrics.pairs import build_pairs
+from protoexplain.metrics.prototype_parts import responsible_parts, score_pair_parts
 from protoexplain.metrics.regions import mask_boxes
 from protoexplain.metrics.sanity import randomized_copy
 from prototypes import LOCALIZATION_METHODS, Localization
@@ -107,6 +108,50 @@ def test_responsible_part_hit_and_oracle_consistency_against_hand_computed_cases
         assert results["responsible_part_hit"] == pytest.approx(hit)
     assert results["oracle_consistency"] == pytest.approx(oracle)
     assert results["consistency"] == pytest.approx(1.0)  # the map itself is consistent
+
+
+@pytest.mark.parametrize(("noisy", "stability"), [
+    ("top", 1.0),              # the part relied on is found again on the noisy image
+    ("bottom", 0.0),           # the noise moves it to the other part in every image
+    ("alternating", 2 / 3),    # top, bottom, top: 2 of each prototype's 3 pairs unchanged
+    ("none", 0.0),             # under noise no part's removal lowers the similarity
+])
+def test_oracle_stability_against_hand_computed_cases(model, toy_parts, methods, monkeypatch,
+                                                      noisy, stability):
+    pairs = build_pairs(toy_parts, model.prototype_classes, images_per_class=3, progress=False)
+    part = {"top": torch.zeros(len(pairs), dtype=torch.long),
+            "bottom": torch.ones(len(pairs), dtype=torch.long),
+            "alternating": _alternating_parts(pairs),
+            "none": torch.full((len(pairs),), -1)}[noisy]
+    num_parts = toy_parts[0]["part_masks"].shape[0]
+    # Part scores on the noisy images: 1 for the part above, 0 for the others (all -1: none).
+    noisy_scores = torch.nn.functional.one_hot(part.clamp(min=0), num_parts).float()
+    noisy_scores[part < 0] = -1.0
+    batches = iter(noisy_scores.split(5))
+    monkeypatch.setattr("protoexplain.metrics.localization.pair_part_scores",
+                        lambda model, images, *args, **kwargs: next(batches))
+    results = evaluate_localization(
+        model, pairs, "red_part", settings=SETTINGS,
+        responsible_parts=torch.zeros(len(pairs), dtype=torch.long),  # top, on clean images
+        randomized_model=randomized_copy(model, seed=0), batch_size=5, progress=False)
+    assert results["oracle_stability"] == pytest.approx(stability)
+    assert results["stability"] == pytest.approx(1.0)  # the map itself ignores the noise
+
+
+def test_oracle_stability_finds_the_models_own_parts_again_without_noise(model, toy_parts):
+    pairs = build_pairs(toy_parts, model.prototype_classes, images_per_class=3, progress=False)
+    scores, visible = score_pair_parts(model, pairs, progress=False)
+    parts = responsible_parts(scores, visible)
+    assert (parts >= 0).any()
+    quiet = LocalizationSettings(fractions=(0.05,), noise_std=0.0, sanity=False,
+                                 deletion_insertion=False)
+    results = evaluate_localization(model, pairs, "upsample", settings=quiet,
+                                    responsible_parts=parts, batch_size=5, progress=False)
+    assert results["oracle_stability"] == 1.0
+    assert results["stability"] == 1.0
+    without = evaluate_localization(model, pairs, "upsample", settings=quiet, batch_size=5,
+                                    progress=False)
+    assert "oracle_stability" not in without  # it needs the per-image parts
 
 
 def test_map_that_ignores_the_model_fails_the_sanity_check_and_upsampling_passes(
