@@ -196,7 +196,8 @@ def _oracle_hits(keypoints: Tensor, responsible: Tensor, half_size: tuple[float,
     """Part hits (B, N) of the box centred on each pair's responsible part's keypoint (none
     where no part is responsible)."""
     part = responsible.clamp(min=0)
-    centres = keypoints[torch.arange(len(part), device=part.device), part, :2].flip(-1)
+    rows = torch.arange(len(part), device=part.device)
+    centres = keypoints[rows, part, :2].flip(-1)  # (x, y) -> (row y, column x)
     return keypoint_hits(centres, keypoints, half_size) & (responsible >= 0)[:, None]
 
 
