@@ -9,6 +9,7 @@ from pathlib import Path
 
 from protoexplain.checkpoint import CheckpointError
 from protoexplain.config import ConfigError, load_config
+from protoexplain.malloc_tuning import tune_malloc
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "synthetic_protopnet.yaml"
 
@@ -168,6 +169,7 @@ def _train(config_path: str, overrides: list[str], out: Path | None, resume: boo
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_malloc()
     progress = not getattr(args, "no_progress", False)
     verbose = getattr(args, "verbose", False)
     try:
