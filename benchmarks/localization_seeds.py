@@ -34,6 +34,7 @@ from protoexplain.benchmark import (
 )
 from protoexplain.checkpoint import CHECKPOINT_NAME, atomic_write_json
 from protoexplain.config import LocalizationConfig, load_config
+from protoexplain.malloc_tuning import tune_malloc
 from protoexplain.metrics.localization import METRICS_VERSION
 from protoexplain.pipeline import benchmark_run, evaluate_run, train_and_report
 from protoexplain.run_dir import load_run
@@ -223,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         write_report(summary, args.out, args.method, args.baseline)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    tune_malloc()  # as the protoexplain command does
     methods = args.methods.split(",")
     progress = not args.no_progress
     per_seed = {}

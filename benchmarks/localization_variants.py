@@ -29,6 +29,7 @@ from study_io import add_images_per_prototype, publish_report
 
 from protoexplain.benchmark import aggregate_runs, run_benchmark
 from protoexplain.factory import build_dataset
+from protoexplain.malloc_tuning import tune_malloc
 from protoexplain.metrics.localization import LocalizationSettings
 from protoexplain.run_dir import load_run
 from prototypes.localization import check_localization_options
@@ -186,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--variant {name!r}: {error}")
     if args.reference is not None and args.reference not in [name for name, _, _ in variants]:
         parser.error(f"--reference {args.reference!r} is not one of the variants' names")
+    tune_malloc()  # as the protoexplain command does: hours of learned masks on a CPU
     settings = LocalizationSettings(
         stability=args.all_metrics or args.stability,
         sanity=args.all_metrics,
