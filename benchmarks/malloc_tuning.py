@@ -3,7 +3,9 @@
 Each workload is a ``protoexplain`` command, run in its own process with the tuning on and
 off (``PROTOEXPLAIN_MALLOC_TUNING=0``), alternating which goes first, ``--repeats`` times.
 From the child's resource usage (``wait4``) it reports the wall time, user and system CPU
-time, minor page faults and peak resident memory, and the on/off ratio of each medians.
+time, minor page faults and peak resident memory, and the on/off ratio of their medians.
+It also checks that the tuning changes no result: the largest difference of any number in
+the runs' ``metrics.json`` and ``benchmark.json`` (timings left out) between all runs.
 
 Workloads:
 
@@ -25,6 +27,8 @@ Prints a Markdown table and writes OUT.json and OUT.md.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import platform
 import statistics
@@ -86,16 +90,52 @@ def measure(command: list[str], tuned: bool) -> dict[str, float]:
     }
 
 
-def run_workload(name: str, repeats: int, scratch: Path) -> dict[str, list[dict[str, float]]]:
-    """``repeats`` measurements per mode, the order alternating (off first on even rounds)."""
+TIMING_KEYS = ("training_seconds", "seconds_per_pair")
+"""Values in a run's JSON files that are timings, which differ from run to run."""
+
+
+def result_values(run_dir: Path) -> dict[str, float]:
+    """The numbers of a run's ``metrics.json`` and ``benchmark.json``, timings left out,
+    flattened to ``file/key[/key]: value``: what the tuning must not change."""
+    values = {}
+    for name in ("metrics.json", "benchmark.json"):
+        pending = [(name, json.loads((run_dir / name).read_text()))]
+        while pending:
+            prefix, item = pending.pop()
+            if isinstance(item, dict):
+                pending += [(f"{prefix}/{key}", value) for key, value in item.items()
+                            if key not in TIMING_KEYS]
+            elif isinstance(item, list):
+                pending += [(f"{prefix}/{index}", value) for index, value in enumerate(item)]
+            elif isinstance(item, (int, float)) and not isinstance(item, bool):
+                values[prefix] = float(item)
+    return values
+
+
+def largest_difference(runs: list[dict[str, float]]) -> float:
+    """The largest absolute difference of any value between the first run and another (NaN
+    when the runs do not hold the same values)."""
+    first = runs[0]
+    if any(run.keys() != first.keys() for run in runs):
+        return float("nan")
+    return max((abs(run[key] - first[key]) for run in runs[1:] for key in first
+                if not (math.isnan(run[key]) and math.isnan(first[key]))), default=0.0)
+
+
+def run_workload(name: str, repeats: int,
+                 scratch: Path) -> tuple[dict[str, list[dict[str, float]]], float]:
+    """``repeats`` measurements per mode, the order alternating (off first on even rounds),
+    and the largest difference of the runs' results (:func:`largest_difference`)."""
     runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+    values = []
     for round_ in range(repeats):
         for mode in (("off", "on") if round_ % 2 == 0 else ("on", "off")):
             out = scratch / f"{name}-{mode}-{round_}"
             runs[mode].append(measure(workload_command(name, out), tuned=mode == "on"))
+            values.append(result_values(out))
             print(f"{name} {mode} round {round_}: {runs[mode][-1]['wall_s']:.1f} s",
                   file=sys.stderr)
-    return runs
+    return runs, largest_difference(values)
 
 
 def summarise(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
@@ -121,6 +161,10 @@ def table(results: dict[str, dict[str, Any]], repeats: int) -> str:
                      f"{row[key]:.0f}" if key == "minor_faults" else f"{row[key]:.1f}"
                      for key in columns]
             lines.append(f"| {name} | {mode} | " + " | ".join(cells) + " |")
+    lines += ["", "Largest difference of any result (metrics.json, benchmark.json; timings left "
+              "out) between the runs: " + ", ".join(
+                  f"{name} {result['largest_result_difference']:.3g}"
+                  for name, result in results.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -144,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="malloc-tuning-") as scratch:
         for name in names:
-            runs = run_workload(name, args.repeats, Path(scratch))
-            results[name] = {"runs": runs, "summary": summarise(runs)}
+            runs, difference = run_workload(name, args.repeats, Path(scratch))
+            results[name] = {"runs": runs, "summary": summarise(runs),
+                             "largest_result_difference": difference}
     record = {"repeats": args.repeats, "machine": platform.node(), "cpus": os.cpu_count(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "workloads": results}
     publish_report(args.out, table(results, args.repeats), record)

@@ -1,5 +1,6 @@
 """The malloc-tuning study's own logic: what each child process sees, and the summary."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -45,3 +46,24 @@ def test_unknown_workload_is_refused_before_any_run(tmp_path, capsys):
     assert stop.value.code == 2
     assert "unknown workload 'train'" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_results_are_compared_without_timings(tmp_path):
+    def write_run(name, accuracy, seconds):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "metrics.json").write_text(json.dumps(
+            {"test_accuracy": accuracy, "training_seconds": seconds, "device": "cpu",
+             "test_per_class_accuracy": [accuracy, 1.0]}))
+        (run / "benchmark.json").write_text(json.dumps(
+            {"hdm": {"consistency": 0.5, "seconds_per_pair": seconds}}))
+        return malloc_tuning.result_values(run)
+
+    first, second = write_run("a", 0.9, 10.0), write_run("b", 0.9, 99.0)
+    assert first == {"metrics.json/test_accuracy": 0.9,
+                     "metrics.json/test_per_class_accuracy/0": 0.9,
+                     "metrics.json/test_per_class_accuracy/1": 1.0,
+                     "benchmark.json/hdm/consistency": 0.5}
+    assert malloc_tuning.largest_difference([first, second]) == 0.0
+    assert malloc_tuning.largest_difference([first, write_run("c", 0.85, 1.0)]) == \
+        pytest.approx(0.05)
