@@ -18,6 +18,17 @@ from torch import Tensor
 BASELINES = ("zero", "mean", "blur")
 
 
+def gaussian_kernel(sigma: float, kernel_size: int, *, device: torch.device | None = None,
+                    dtype: torch.dtype = torch.float32) -> Tensor:
+    """The 1-D Gaussian of standard deviation ``sigma`` sampled at the ``kernel_size`` (odd)
+    integer offsets around 0, renormalised to sum to 1: ``(kernel_size,)``."""
+    if kernel_size % 2 != 1:
+        raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+    offsets = torch.arange(kernel_size, device=device, dtype=dtype) - kernel_size // 2
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    return kernel / kernel.sum()
+
+
 def gaussian_blur(images: Tensor, sigma: float, kernel_size: int | None = None) -> Tensor:
     """Separable Gaussian blur with reflect padding, per channel.
 
@@ -31,11 +42,7 @@ def gaussian_blur(images: Tensor, sigma: float, kernel_size: int | None = None) 
         return images
     if kernel_size is None:
         kernel_size = 2 * math.ceil(3 * sigma) + 1
-    if kernel_size % 2 != 1:
-        raise ValueError(f"kernel_size must be odd, got {kernel_size}")
-    offsets = torch.arange(kernel_size, device=images.device, dtype=images.dtype) - kernel_size // 2
-    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
+    kernel = gaussian_kernel(sigma, kernel_size, device=images.device, dtype=images.dtype)
     channels = images.shape[1]
     pad = kernel_size // 2
     horizontal = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)

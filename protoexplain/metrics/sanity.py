@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hdm.perturbation import gaussian_kernel
+
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
@@ -84,9 +86,7 @@ def spearman_correlation(first: Tensor, second: Tensor) -> Tensor:
 
 
 def _gaussian_window(device: torch.device, dtype: torch.dtype) -> Tensor:
-    offsets = torch.arange(SSIM_WINDOW, device=device, dtype=dtype) - (SSIM_WINDOW - 1) / 2
-    kernel = torch.exp(-offsets.pow(2) / (2 * SSIM_SIGMA ** 2))
-    kernel = kernel / kernel.sum()
+    kernel = gaussian_kernel(SSIM_SIGMA, SSIM_WINDOW, device=device, dtype=dtype)
     return (kernel[:, None] * kernel[None, :]).view(1, 1, SSIM_WINDOW, SSIM_WINDOW)
 
 

@@ -21,7 +21,7 @@ from hdm.maps import (
     weight_by_density,
 )
 from hdm.optimizers import TFRMSprop
-from hdm.perturbation import blend, gaussian_blur, make_baseline
+from hdm.perturbation import blend, gaussian_blur, gaussian_kernel, make_baseline
 from hdm.regularizers import LaplacianSmoothness, MaskArea, ParameterSparsity, TotalVariation
 from hdm.rise import render_masks, sample_grids
 from hdm.targets import Target
@@ -83,6 +83,15 @@ def test_blur_keeps_a_flat_image_flat_and_smooths_an_impulse():
     blurred = gaussian_blur(impulse, sigma=1.0)
     assert blurred[..., 4, 4].item() < 1.0 and blurred[..., 4, 5].item() > 0.0
     torch.testing.assert_close(blurred.sum(), torch.tensor(1.0))
+
+
+def test_gaussian_kernel_by_hand():
+    kernel = gaussian_kernel(1.0, 5, dtype=torch.float64)
+    weights = torch.tensor([math.exp(-2), math.exp(-0.5), 1.0, math.exp(-0.5), math.exp(-2)],
+                           dtype=torch.float64)
+    torch.testing.assert_close(kernel, weights / weights.sum())
+    with pytest.raises(ValueError, match="odd"):
+        gaussian_kernel(1.0, 4)
 
 
 def test_unknown_baseline_is_rejected():
