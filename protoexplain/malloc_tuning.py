@@ -4,9 +4,9 @@ On the CPU, PyTorch takes every intermediate tensor from the C library's ``mallo
 defaults hand large freed blocks back to the kernel: the top of the heap is trimmed once
 more than ``M_TRIM_THRESHOLD`` is free there (128 KiB at start, at most 64 MiB as the dynamic
 threshold grows), and the next tensor of that size is faulted back in, one zeroed page at a
-time. The learned masks allocate and free the same large batches at every step, so the demo
-spent 336 s of its 10 minutes in system time, in about 100 million minor page faults
-(measured with ``/usr/bin/time -v``, tenth session).
+time. Training and the learned masks allocate and free the same large batches at every step,
+so the untuned demo spent 307 s in system time, in 96 million minor page faults
+(docs/results.md, "Keeping freed memory").
 
 :func:`tune_malloc` raises three of glibc's ``mallopt(3)`` limits at the start of the
 ``protoexplain`` command, so freed memory stays in the process for reuse. PyTorch's CPU
