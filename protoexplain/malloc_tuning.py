@@ -51,8 +51,9 @@ SETTINGS = {
 - ``top_pad`` 256 MiB: the heap grows in steps this much larger than asked, so a growing
   batch does not go back to the kernel at every step;
 - ``mmap_threshold`` 32 MiB (glibc's largest): blocks below it come from the heap, whose
-  memory is kept, rather than from their own mapping, which is returned on free. Fixing it
-  also stops glibc's dynamic adjustment of the two limits above.
+  memory is kept, rather than from their own mapping, which is returned on free.
+
+Setting any of them also stops glibc's dynamic adjustment of the trim and mmap thresholds.
 """
 
 log = logging.getLogger("protoexplain")
