@@ -73,14 +73,15 @@ def measure(command: list[str], tuned: bool) -> dict[str, float]:
     env = {key: value for key, value in os.environ.items() if key not in USER_VARIABLES}
     env[OPT_OUT_VARIABLE] = "1" if tuned else "0"
     env["PYTHONPATH"] = str(ROOT)
-    start = time.perf_counter()
-    child = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{child.stderr.read().decode()}")
-    child.stderr.close()
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty child never blocks
+        start = time.perf_counter()
+        child = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                 stderr=log)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.seek(0)
+            raise RuntimeError(f"{' '.join(command)} failed:\n{log.read().decode()}")
     return {
         "wall_s": wall,
         "user_s": usage.ru_utime,

@@ -67,3 +67,8 @@ def test_results_are_compared_without_timings(tmp_path):
     assert malloc_tuning.largest_difference([first, second]) == 0.0
     assert malloc_tuning.largest_difference([first, write_run("c", 0.85, 1.0)]) == \
         pytest.approx(0.05)
+
+
+def test_a_chatty_workload_does_not_block_on_its_log():
+    chatty = [sys.executable, "-c", "import sys; sys.stderr.write('log line\\n' * 50_000)"]
+    assert malloc_tuning.measure(chatty, tuned=False)["wall_s"] > 0
