@@ -82,6 +82,10 @@ seeds; with 6 images per prototype, 3 of them not seen when choosing): the peak 
 consistency on SyntheticParts (0.608 -> 0.808, the oracle's 0.792) and fidelity on both sets
 (0.631 -> 0.672, 0.414 -> 0.499), at a cost in relevance (0.605 -> 0.562, 0.633 -> 0.573) and,
 as for HDM, in consistency on FashionComposites (0.173 -> 0.127, the oracle's 0.147).
+MDM's occlusion peak (``peak_candidates=8``) wins most of that back on the same pairs (0.127
+-> 0.167, ``mdm_peak_choice_fashion_6.md``) and raises consistency on the coarse map (6 images:
+0.575 -> 0.650); it waits to become a default until the three-seed tables can be recomputed
+(docs/results.md, "MDM's occlusion peak").
 NeuroMask's official settings (zero baseline, initial weights in [-10, 10] behind a sigmoid of
 temperature 0.3) left its masks at their random start on our prototype scores: on 40
 SyntheticParts pairs (seed-0 model, 1000 steps) the share of the map inside the object was
