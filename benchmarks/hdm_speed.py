@@ -21,7 +21,8 @@ processes, single passes were up to 10x slower and the timings meaningless.
 It prints a Markdown table and writes ``benchmarks/results/hdm_speed_<device>.json``.
 
 Run: ``OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/hdm_speed.py``
-(``--device cuda`` on a GPU).
+(``--device cuda`` on a GPU). Like the ``protoexplain`` command it keeps freed memory in the
+process (``--malloc-tuning off`` to measure with glibc's defaults; the JSON records which).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from torch import Tensor, nn
 
 import hdm
 from hdm.hooks import explaining
+from protoexplain.malloc_tuning import tune_malloc
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -199,8 +201,18 @@ def main() -> None:
         "--steps", type=int, default=6, help="optimisation steps of the mask methods"
     )
     parser.add_argument("--alone", type=int, default=3, help="samples explained one at a time")
+    parser.add_argument(
+        "--malloc-tuning", choices=["on", "off"], default="on",
+        help="keep freed memory in the process as the protoexplain command does (default on; "
+        "see protoexplain/malloc_tuning.py)",
+    )
+    parser.add_argument(
+        "--out", type=Path,
+        help="JSON to write (default: benchmarks/results/hdm_speed_<device>.json)",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
+    tuned = bool(tune_malloc()) if args.malloc_tuning == "on" else False
     print(
         "| model | method | batch | steps | ms/sample | floor ms/sample | ratio | "
         "ms/sample alone | speed-up |"
@@ -218,11 +230,12 @@ def main() -> None:
             "processor": platform.processor(),
             "threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "malloc_tuning": tuned,
         },
         "torch": torch.__version__,
         "results": rows,
     }
-    out = RESULTS / f"hdm_speed_{device.type}.json"
+    out = args.out or RESULTS / f"hdm_speed_{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}")
