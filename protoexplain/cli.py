@@ -172,10 +172,10 @@ def _train(config_path: str, overrides: list[str], out: Path | None, resume: boo
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    tune_malloc()
     progress = not getattr(args, "no_progress", False)
     verbose = getattr(args, "verbose", False)
     try:
+        tune_malloc()
         if args.command == "train":
             return _train(args.config, args.overrides, args.out, args.resume, progress, verbose)
         if args.command == "demo":

@@ -29,8 +29,10 @@ import logging
 import os
 import sys
 
+from protoexplain.config_schema import ConfigError
+
 OPT_OUT_VARIABLE = "PROTOEXPLAIN_MALLOC_TUNING"
-"""Set to ``0`` to leave glibc's defaults alone."""
+"""Set to ``0`` to leave glibc's defaults alone (``1``, or unset: tune)."""
 
 USER_VARIABLES = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_THRESHOLD_",
                   "GLIBC_TUNABLES")
@@ -72,9 +74,14 @@ def _glibc() -> ctypes.CDLL | None:
 def tune_malloc(environ: dict[str, str] | None = None) -> dict[str, int]:
     """Apply :data:`SETTINGS` through ``mallopt`` unless opted out (see the module's
     docstring). Returns ``{name: bytes}`` of the settings glibc accepted ({} when nothing
-    was changed)."""
+    was changed). Raises :class:`ConfigError` when :data:`OPT_OUT_VARIABLE` is neither ``0``
+    nor ``1``, rather than guessing what ``off`` or ``false`` meant."""
     environ = os.environ if environ is None else environ
-    if environ.get(OPT_OUT_VARIABLE, "1") == "0":
+    switch = environ.get(OPT_OUT_VARIABLE, "1")
+    if switch not in ("0", "1"):
+        raise ConfigError(f"environment variable {OPT_OUT_VARIABLE} must be 0 (leave glibc's "
+                          f"defaults) or 1 (tune), got {switch!r}")
+    if switch == "0":
         return {}
     if any(name in environ for name in USER_VARIABLES):
         log.debug("malloc tuning skipped: glibc's MALLOC_* / GLIBC_TUNABLES are set")

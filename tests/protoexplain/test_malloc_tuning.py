@@ -9,6 +9,7 @@ import textwrap
 import pytest
 
 from protoexplain import cli, malloc_tuning
+from protoexplain.config_schema import ConfigError
 from protoexplain.malloc_tuning import SETTINGS, tune_malloc
 
 on_glibc = pytest.mark.skipif(malloc_tuning._glibc() is None, reason="needs Linux with glibc")
@@ -80,3 +81,19 @@ def test_the_command_line_tunes_before_any_command(monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "tune_malloc", lambda: calls.append(True))
     assert cli.main(["train", str(tmp_path / "missing.yaml")]) == 2
     assert calls == [True]
+
+
+@pytest.mark.parametrize("switch", ["off", "false", "", "2"])
+def test_an_unclear_switch_is_an_error_naming_the_variable(switch):
+    with pytest.raises(ConfigError, match=r"PROTOEXPLAIN_MALLOC_TUNING must be 0 .* or 1 .*, "
+                                          rf"got '{switch}'"):
+        tune_malloc({"PROTOEXPLAIN_MALLOC_TUNING": switch})
+
+
+def test_the_command_line_stops_on_an_unclear_switch_before_any_work(monkeypatch, tmp_path,
+                                                                     capsys):
+    monkeypatch.setenv("PROTOEXPLAIN_MALLOC_TUNING", "off")
+    out = tmp_path / "run"
+    assert cli.main(["demo", "--out", str(out)]) == 2
+    assert "PROTOEXPLAIN_MALLOC_TUNING must be 0" in capsys.readouterr().err
+    assert not out.exists()
