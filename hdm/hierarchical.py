@@ -41,9 +41,11 @@ insertion 0.905 (first guess: 0.21 / 1.0 / 0.97 / 0.032 / 0.900). There the firs
 module already finds both copies of the evidence (the CNN averages over positions), so
 the chaining options (``stages``, ``stage_masking``, ``stage_reference``, ``fusion``,
 ``stop_ratio``) change the scores by less than their noise; ``stages=2`` is kept because
-chaining is what defines HDM and costs little when the stop rule ends it. Prototype
-scores that take a maximum over positions are where later stages should matter: re-tune
-there.
+chaining is what defines HDM and costs little when the stop rule ends it. On ProtoPNet
+prototype scores with the deletion term (docs/results.md, "HDM's structure on prototype
+scores", ``benchmarks/results/hdm_structure_*.md``, ``hdm_stages_fashion.md``) one stage
+moved no mean metric by more than 0.01, for 0.53-0.76 of the model passes; the other options
+did not help there either.
 """
 
 from __future__ import annotations
