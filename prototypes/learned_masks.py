@@ -53,8 +53,8 @@ for ProtoPNet, ``"pooled"`` otherwise. With the pooled max, a mask that must als
 score (the deletion term) has to cover every position that matches the prototype."""
 
 PROTOTYPE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "hdm": {"score": "auto", "deletion_weight": 1.0, "density_sigma": 0.1},
-    "mdm": {"score": "auto", "deletion_weight": 1.0, "density_sigma": 0.1},
+    "hdm": {"score": "auto", "deletion_weight": 1.0, "density_sigma": 0.1, "stages": 1},
+    "mdm": {"score": "auto", "deletion_weight": 1.0, "density_sigma": 0.1, "peak_candidates": 8},
     "neuromask": {"baseline": "blur", "weight_limit": 2.0},
 }
 """Options that differ from an explainer's own defaults when it localizes prototypes (an option

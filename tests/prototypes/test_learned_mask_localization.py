@@ -88,14 +88,17 @@ def test_unknown_learned_mask_option_names_the_method_and_its_options():
         localize(model, torch.rand(1, 3, 32, 32), [0], method="hdm", iterations=5)
 
 
-@pytest.mark.parametrize("method, explainer, defaults, override", [
-    ("neuromask", hdm.NeuroMask, {"baseline": "blur", "weight_limit": 2.0}, {"baseline": "zero"}),
-    # MDM's score and density_sigma are applied around the explainer (the target it explains, the
-    # map it returns), so only its deletion term reaches the explainer's constructor.
-    ("mdm", hdm.MDM, {"deletion_weight": 1.0}, {"deletion_weight": 0.0}),
+@pytest.mark.parametrize("method, explainer, defaults, override, quick", [
+    ("neuromask", hdm.NeuroMask, {"baseline": "blur", "weight_limit": 2.0}, {"baseline": "zero"},
+     {"steps": 1}),
+    # The score, density_sigma and peak_candidates are applied around the explainer (the target
+    # it explains, the map it returns), so only the other options reach its constructor.
+    ("mdm", hdm.MDM, {"deletion_weight": 1.0}, {"deletion_weight": 0.0}, {"steps": 1}),
+    ("hdm", hdm.HDM, {"deletion_weight": 1.0, "stages": 1}, {"stages": 2},
+     {"benchmark_steps": 1, "auxiliary_steps": 1}),
 ])
 def test_prototype_defaults_reach_the_explainer_and_the_callers_options_win(
-        monkeypatch, method, explainer, defaults, override):
+        monkeypatch, method, explainer, defaults, override, quick):
     received = []  # the options of the explainers built around the model (the option check
     # builds one around a stand-in first)
 
@@ -108,17 +111,19 @@ def test_prototype_defaults_reach_the_explainer_and_the_callers_options_win(
     monkeypatch.setitem(hdm.METHODS, method, Recorder)
     model = make_model(image_size=32)
     images = torch.rand(1, 3, 32, 32)
-    localize(model, images, [0], method=method, steps=1)
-    localize(model, images, [0], method=method, steps=1, **override)
-    assert received == [{**defaults, "steps": 1}, {**defaults, **override, "steps": 1}]
+    localize(model, images, [0], method=method, **quick)
+    localize(model, images, [0], method=method, **quick, **override)
+    assert received == [{**defaults, **quick}, {**defaults, **override, **quick}]
 
 
 def test_mdm_maps_are_density_weighted_by_default():
     torch.manual_seed(0)
     model = make_model(image_size=32)
     images = torch.rand(2, 3, 32, 32)
-    weighted = localize(model, images, [0, 1], method="mdm", steps=3).maps
-    raw = localize(model, images, [0, 1], method="mdm", steps=3, density_sigma=0).maps
+    # without the occlusion peak, which moves the weighting's centre (tested below)
+    weighted = localize(model, images, [0, 1], method="mdm", steps=3, peak_candidates=0).maps
+    raw = localize(model, images, [0, 1], method="mdm", steps=3, density_sigma=0,
+                   peak_candidates=0).maps
     assert not torch.allclose(weighted, raw)
     torch.testing.assert_close(weighted, weight_by_density(raw, 0.1 * 32))
 
@@ -131,6 +136,7 @@ def test_peak_score_reads_the_similarity_where_it_peaked_on_the_unmasked_image(m
 
         def __init__(self, model, **options):
             super().__init__(model)
+            self.baseline, self.blur_sigma = "blur", 10.0  # for MDM's default occlusion peak
 
         def explain(self, images, target):
             explained["score"] = target.score(self.model(images.flip(-1)))
@@ -174,12 +180,14 @@ def test_peak_candidates_choose_the_peak_by_occlusion_with_the_explainers_baseli
     quick = {"benchmark_steps": 1, "auxiliary_steps": 1}
     localize(model, images, [0, 1], method="hdm", baseline="mean", peak_candidates=8, **quick)
     assert calls == [{"candidates": 8, "baseline": "mean", "blur_sigma": 10.0}]
-    localize(model, images, [0, 1], method="hdm", **quick)  # not a default
+    localize(model, images, [0, 1], method="hdm", **quick)  # not HDM's default
     localize(model, images, [0, 1], method="mdm", steps=1, peak_candidates=0)
     assert len(calls) == 1
+    localize(model, images, [0, 1], method="mdm", steps=1)  # MDM's default: 8 candidates
+    assert calls[1] == {"candidates": 8, "baseline": "blur", "blur_sigma": 10.0}
     localize(make_xprotonet(image_size=32), images, [0, 1], method="mdm", steps=1,
              peak_candidates=3)
-    assert calls[1] == {"candidates": 3, "baseline": "blur", "blur_sigma": 10.0}
+    assert calls[2] == {"candidates": 3, "baseline": "blur", "blur_sigma": 10.0}
     for bad in (-1, 2.5, True, "auto"):
         with pytest.raises(ValueError, match="peak_candidates must be an integer >= 0"):
             localize(model, images, [0, 1], method="hdm", peak_candidates=bad, **quick)
