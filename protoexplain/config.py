@@ -134,6 +134,10 @@ class Config:
     seed: int = 0
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    deterministic: bool = True
+    """On a GPU, use deterministic kernels so that a seed reproduces its run (see
+    :func:`protoexplain.factory.use_deterministic_kernels`); ``false`` trades that for speed.
+    The CPU is deterministic either way."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)

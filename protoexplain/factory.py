@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,22 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"'device' is {name!r} but CUDA is not available on this machine")
     return device
+
+
+def use_deterministic_kernels(device: torch.device, enabled: bool) -> None:
+    """On a GPU, make PyTorch choose deterministic kernels (cuDNN convolutions and reductions
+    of a fixed order; an op that has none warns and runs anyway), so that a seed gives the same
+    weights on every run and a resumed run continues exactly. Without them, three trainings of
+    one seed on an H100 ended at test accuracies up to 0.03 apart (README, "Reproducibility").
+    The CPU path is deterministic already, so nothing changes there. Process-wide, as
+    PyTorch's own switch is; cuBLAS needs its workspace setting before its first use, hence
+    the call before the model moves to the device."""
+    if device.type != "cuda":
+        return
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.backends.cudnn.benchmark = False
 
 
 def build_dataset(config: Config, split: str, *, augment: bool | None = None) -> Dataset:

@@ -9,7 +9,7 @@ import torch
 
 from protoexplain.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from protoexplain.config import Config, config_from_dict
-from protoexplain.factory import build_model, resolve_device
+from protoexplain.factory import build_model, resolve_device, use_deterministic_kernels
 from prototypes import ProjectionRecord
 
 
@@ -33,6 +33,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> LoadedRun:
     config = config_from_dict(load_checkpoint(run_dir, map_location="cpu")["config"],
                               source=str(run_dir / CHECKPOINT_NAME))
     target = resolve_device(device or config.device)
+    use_deterministic_kernels(target, config.deterministic)
     payload = load_checkpoint(run_dir, map_location=target)
     num_classes = payload["model"]["prototype_class_identity"].shape[1]
     model = build_model(config, num_classes, payload["image_size"],

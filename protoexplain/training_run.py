@@ -38,7 +38,13 @@ from protoexplain.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_check
 from protoexplain.config import Config, ConfigError, loss_section, save_config
 from protoexplain.config_schema import to_dict
 from protoexplain.evaluation import ScoreRecorder, is_multi_label
-from protoexplain.factory import build_model, build_run_data, make_loader, resolve_device
+from protoexplain.factory import (
+    build_model,
+    build_run_data,
+    make_loader,
+    resolve_device,
+    use_deterministic_kernels,
+)
 from protoexplain.report import class_names_of
 from prototypes import (
     LossCoefficients,
@@ -165,6 +171,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = run_dir / CHECKPOINT_NAME
     device = resolve_device(config.device)
+    use_deterministic_kernels(device, config.deterministic)
     torch.manual_seed(config.seed)
 
     data = build_run_data(config)
@@ -191,9 +198,10 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
         pretrainer.head.load_state_dict(training_state["pretrain_head"])
         for phase, optimizer in optimizers.items():
             optimizer.load_state_dict(training_state["optimizers"][phase])
-        torch.set_rng_state(training_state["rng"])
+        # the generators take their states as CPU byte tensors; map_location moved them
+        torch.set_rng_state(training_state["rng"].cpu())
         if training_state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all(training_state["cuda_rng"])
+            torch.cuda.set_rng_state_all([state.cpu() for state in training_state["cuda_rng"]])
         state = {key: training_state[key] for key in ("next_stage", "history", "records", "best")}
         log.info("resuming %s at stage %d/%d", run_dir, state["next_stage"] + 1, len(stages))
     else:

@@ -1,13 +1,19 @@
-"""Building the configured architecture."""
+"""Building the configured architecture and choosing its kernels."""
 
 import inspect
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from protoexplain.config import XPROTONET_SHARED_ARGUMENTS, load_config, xprotonet_option_names
-from protoexplain.factory import build_model
+from protoexplain.config import (
+    XPROTONET_SHARED_ARGUMENTS,
+    Config,
+    load_config,
+    xprotonet_option_names,
+)
+from protoexplain.factory import build_model, use_deterministic_kernels
 from prototypes import ProtoPNet, XProtoNet
 
 SMALL = ["model.backbone=small_cnn", "model.backbone_options={width: 2}",
@@ -58,3 +64,25 @@ def test_synthetic_configs_give_the_latent_map_their_comments_state(name, latent
     with torch.no_grad():
         maps = model(torch.zeros(1, 3, size, size)).similarity_maps
     assert maps.shape == (1, 40, latent, latent)
+
+
+def test_deterministic_kernels_are_switched_on_for_a_gpu_only(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    assert not torch.are_deterministic_algorithms_enabled()
+    use_deterministic_kernels(torch.device("cpu"), True)
+    assert not torch.are_deterministic_algorithms_enabled()  # the CPU path is left as it is
+    try:
+        # PyTorch's switch and cuBLAS's setting need no GPU to be set, only to take effect
+        use_deterministic_kernels(torch.device("cuda"), True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        use_deterministic_kernels(torch.device("cuda"), False)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def test_determinism_is_on_by_default_and_configurable():
+    assert Config().deterministic is True
+    assert not load_config(None, ["deterministic=false"]).deterministic

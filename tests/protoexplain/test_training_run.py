@@ -127,9 +127,16 @@ def _interrupt_after(monkeypatch, calls):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("device", [
+    "cpu",
+    # on a GPU with deterministic kernels (the default); found broken there in the thirteenth
+    # session: the checkpoint's RNG states were moved to the GPU and refused by the generators
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                  reason="needs a CUDA device")),
+])
 def test_resume_after_an_interruption_ends_exactly_like_an_uninterrupted_run(tmp_path,
-                                                                             monkeypatch):
-    config = tiny_config()
+                                                                             monkeypatch, device):
+    config = tiny_config(f"device={device}")
     reference = train(config, tmp_path / "straight", progress=False)
 
     with monkeypatch.context() as patch:
