@@ -127,6 +127,26 @@ def _interrupt_after(monkeypatch, calls):
 
 
 @pytest.mark.slow
+def test_training_and_loading_choose_kernels_by_the_configs_deterministic_flag(
+        trained_run, tmp_path, monkeypatch):
+    import protoexplain.run_dir
+
+    calls = []
+
+    def record(device, enabled):
+        calls.append((device.type, enabled))
+
+    monkeypatch.setattr(protoexplain.run_dir, "use_deterministic_kernels", record)
+    monkeypatch.setattr(protoexplain.training_run, "use_deterministic_kernels", record)
+    protoexplain.run_dir.load_run(trained_run[0])
+    assert calls == [("cpu", True)]  # the default, kept in the run's config
+    _interrupt_after(monkeypatch, calls=0)  # stop at the first training epoch
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config("deterministic=false"), tmp_path / "run", progress=False)
+    assert calls[1:] == [("cpu", False)]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("device", [
     "cpu",
     # on a GPU with deterministic kernels (the default); found broken there in the thirteenth
