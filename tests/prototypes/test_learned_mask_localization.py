@@ -120,7 +120,8 @@ def test_mdm_maps_are_density_weighted_by_default():
     torch.manual_seed(0)
     model = make_model(image_size=32)
     images = torch.rand(2, 3, 32, 32)
-    # without the occlusion peak, which moves the weighting's centre (tested below)
+    # without the occlusion peak, which re-weights the map around the point it picks (tested
+    # below)
     weighted = localize(model, images, [0, 1], method="mdm", steps=3, peak_candidates=0).maps
     raw = localize(model, images, [0, 1], method="mdm", steps=3, density_sigma=0,
                    peak_candidates=0).maps
