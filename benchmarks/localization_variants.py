@@ -41,6 +41,9 @@ QUALITY = (
     "energy_part",
     "pointing_part",
     "iou_part",
+    "energy_box",
+    "pointing_box",
+    "iou_box",
     "consistency",
     "responsible_part_hit",
     "oracle_consistency",
@@ -83,17 +86,27 @@ def _split_options(text: str) -> list[str]:
     return [*parts, current]
 
 
+def study_settings(metric_options: dict, costly: dict[str, bool]) -> LocalizationSettings:
+    """The run's own metric options (``localization.metric_options``, as ``protoexplain
+    benchmark`` reads them: XProtoNet configs score at the pooled similarity, for one), with
+    the study's choice of the costly metrics (``stability``, ``sanity``,
+    ``deletion_insertion``) over them."""
+    return LocalizationSettings(**{**metric_options, **costly})
+
+
 def score_variants(
     run_dir: Path,
     variants: list[tuple[str, str, dict]],
-    settings: LocalizationSettings,
+    costly: dict[str, bool],
     images_per_prototype: int | None,
     quiet: bool,
     batch_size: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """``{variant: {metric: value}}`` of every variant on one run's pairs (``batch_size``
-    pairs per localization call; default the run's ``data.eval_batch_size``)."""
+    pairs per localization call; default the run's ``data.eval_batch_size``); ``costly``: see
+    :func:`study_settings`."""
     run = load_run(run_dir)
+    settings = study_settings(run.config.localization.metric_options, costly)
     test_set = build_dataset(run.config, "test", augment=False)
     results = {}
     for name, method, options in variants:
@@ -188,16 +201,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference is not None and args.reference not in [name for name, _, _ in variants]:
         parser.error(f"--reference {args.reference!r} is not one of the variants' names")
     tune_malloc()  # as the protoexplain command does: hours of learned masks on a CPU
-    settings = LocalizationSettings(
-        stability=args.all_metrics or args.stability,
-        sanity=args.all_metrics,
-        deletion_insertion=args.all_metrics,
-    )
+    costly = {
+        "stability": args.all_metrics or args.stability,
+        "sanity": args.all_metrics,
+        "deletion_insertion": args.all_metrics,
+    }
     per_run = [
         score_variants(
             run_dir,
             variants,
-            settings,
+            costly,
             args.images_per_prototype,
             args.no_progress,
             args.batch_size,

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from localization_variants import main, parse_variant, record_keys, variants_table  # noqa: E402
+from localization_variants import (  # noqa: E402
+    main,
+    parse_variant,
+    record_keys,
+    study_settings,
+    variants_table,
+)
 
 from protoexplain.benchmark import aggregate_runs  # noqa: E402
 
@@ -71,3 +77,21 @@ def test_a_bad_option_of_any_variant_is_refused_by_name_before_any_run_is_loaded
     assert ("--variant 'mdm peak': score must be one of ('auto', 'pooled', 'peak'), got 'peek'"
             in capsys.readouterr().err)
     assert not (tmp_path / "out.json").exists()
+
+
+def test_the_runs_own_metric_options_are_kept_and_the_costly_metrics_are_the_studys():
+    # an XProtoNet config's options: its score is the pooled similarity, not the peak's
+    run_options = {"similarity_at": "max", "stability": False, "sanity": False}
+    settings = study_settings(run_options, {"stability": True, "sanity": False,
+                                            "deletion_insertion": False})
+    assert settings.similarity_at == "max"
+    assert (settings.stability, settings.sanity, settings.deletion_insertion) == (
+        True, False, False)
+    assert study_settings({}, {"stability": False}).similarity_at == "peak"  # the default
+
+
+def test_the_table_shows_the_box_metrics_of_data_sets_that_have_boxes():
+    row = {"energy_box": 0.5, "pointing_box": 0.6, "iou_box": 0.3, "fidelity": 0.4,
+           "forward_passes_per_pair": 1.0, "seconds_per_pair": 0.1}
+    header = variants_table(aggregate_runs([{"upsample": row}]), None, num_runs=1).splitlines()[0]
+    assert "energy_box | pointing_box | iou_box" in header and "fidelity" in header
