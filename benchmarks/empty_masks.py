@@ -24,9 +24,8 @@ from pathlib import Path
 from study_io import add_images_per_prototype, load_run_pairs, publish_report
 
 from hdm.perturbation import gaussian_blur
-from protoexplain.metrics.localization import LocalizationSettings
 from protoexplain.metrics.scores import PairScores
-from protoexplain.pipeline import method_options
+from protoexplain.pipeline import method_options, metric_settings
 from prototypes.localization import localize
 
 BLUR_SIGMA = 10.0
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     study = load_run_pairs(args.run_dir, args.images_per_prototype)
     run, model, images, ids = study.run, study.model, study.images, study.ids
-    settings = LocalizationSettings(**run.config.localization.metric_options)
+    settings = metric_settings(run.config)
     scores = PairScores(model, images, ids, settings.similarity_at)
     blur_share = scores.of_images(gaussian_blur(images, BLUR_SIGMA)) / scores.reference
     results = {}

@@ -30,7 +30,7 @@ from study_io import add_images_per_prototype, publish_report
 from protoexplain.benchmark import aggregate_runs, run_benchmark
 from protoexplain.factory import build_dataset
 from protoexplain.malloc_tuning import tune_malloc
-from protoexplain.metrics.localization import LocalizationSettings
+from protoexplain.pipeline import metric_settings
 from protoexplain.run_dir import load_run
 from prototypes.localization import check_localization_options
 
@@ -86,14 +86,6 @@ def _split_options(text: str) -> list[str]:
     return [*parts, current]
 
 
-def study_settings(metric_options: dict, costly: dict[str, bool]) -> LocalizationSettings:
-    """The run's own metric options (``localization.metric_options``, as ``protoexplain
-    benchmark`` reads them: XProtoNet configs score at the pooled similarity, for one), with
-    the study's choice of the costly metrics (``stability``, ``sanity``,
-    ``deletion_insertion``) over them."""
-    return LocalizationSettings(**{**metric_options, **costly})
-
-
 def score_variants(
     run_dir: Path,
     variants: list[tuple[str, str, dict]],
@@ -103,10 +95,11 @@ def score_variants(
     batch_size: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """``{variant: {metric: value}}`` of every variant on one run's pairs (``batch_size``
-    pairs per localization call; default the run's ``data.eval_batch_size``); ``costly``: see
-    :func:`study_settings`."""
+    pairs per localization call; default the run's ``data.eval_batch_size``); ``costly``: the
+    study's choice of ``stability``, ``sanity`` and ``deletion_insertion``, over the run's own
+    metric options."""
     run = load_run(run_dir)
-    settings = study_settings(run.config.localization.metric_options, costly)
+    settings = metric_settings(run.config, **costly)
     test_set = build_dataset(run.config, "test", augment=False)
     results = {}
     for name, method, options in variants:

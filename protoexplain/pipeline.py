@@ -36,6 +36,13 @@ def method_options(config: Config, names: list[str]) -> dict[str, dict[str, Any]
     return {name: dict(options.get(name, {})) for name in dict.fromkeys(names)}
 
 
+def metric_settings(config: Config, **overrides: Any) -> LocalizationSettings:
+    """The localization metrics' settings the config names (``localization.metric_options``;
+    XProtoNet configs score at the pooled similarity, for one), with ``overrides`` over them
+    (a study's choice of the costly metrics, say)."""
+    return LocalizationSettings(**{**config.localization.metric_options, **overrides})
+
+
 def write_projection(run: LoadedRun, *, progress: bool = True) -> list[dict[str, Any]]:
     """Localize every projected prototype, write its picture and ``projection.json``."""
     config = run.config
@@ -73,7 +80,7 @@ def benchmark_run(run: LoadedRun, methods: list[str], *, images_per_prototype: i
     test_set = build_dataset(run.config, "test", augment=False)
     results = run_benchmark(run.model, test_set, method_options(run.config, methods),
                             images_per_prototype=images_per_prototype,
-                            settings=LocalizationSettings(**run.config.localization.metric_options),
+                            settings=metric_settings(run.config),
                             batch_size=run.config.data.eval_batch_size, device=run.device,
                             seed=run.config.seed, progress=progress)
     json_path, _ = write_benchmark(results, run.path)

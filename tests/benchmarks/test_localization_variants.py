@@ -11,7 +11,6 @@ from localization_variants import (  # noqa: E402
     main,
     parse_variant,
     record_keys,
-    study_settings,
     variants_table,
 )
 
@@ -77,17 +76,6 @@ def test_a_bad_option_of_any_variant_is_refused_by_name_before_any_run_is_loaded
     assert ("--variant 'mdm peak': score must be one of ('auto', 'pooled', 'peak'), got 'peek'"
             in capsys.readouterr().err)
     assert not (tmp_path / "out.json").exists()
-
-
-def test_the_runs_own_metric_options_are_kept_and_the_costly_metrics_are_the_studys():
-    # an XProtoNet config's options: its score is the pooled similarity, not the peak's
-    run_options = {"similarity_at": "max", "stability": False, "sanity": False}
-    settings = study_settings(run_options, {"stability": True, "sanity": False,
-                                            "deletion_insertion": False})
-    assert settings.similarity_at == "max"
-    assert (settings.stability, settings.sanity, settings.deletion_insertion) == (
-        True, False, False)
-    assert study_settings({}, {"stability": False}).similarity_at == "peak"  # the default
 
 
 def test_the_table_shows_the_box_metrics_of_data_sets_that_have_boxes():
