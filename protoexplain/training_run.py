@@ -192,16 +192,17 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     state: dict[str, Any] = {"next_stage": 0, "history": [], "records": [],
                              "best": None}
     if resume and checkpoint_path.exists():
-        saved = load_checkpoint(checkpoint_path, map_location=device)
+        # read onto the CPU: load_state_dict copies each tensor to where its model or optimizer
+        # lives, and the random generators take their states as CPU byte tensors
+        saved = load_checkpoint(checkpoint_path, map_location="cpu")
         training_state = saved["training_state"]
         model.load_state_dict(training_state["model"])
         pretrainer.head.load_state_dict(training_state["pretrain_head"])
         for phase, optimizer in optimizers.items():
             optimizer.load_state_dict(training_state["optimizers"][phase])
-        # the generators take their states as CPU byte tensors; map_location moved them
-        torch.set_rng_state(training_state["rng"].cpu())
+        torch.set_rng_state(training_state["rng"])
         if training_state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all([state.cpu() for state in training_state["cuda_rng"]])
+            torch.cuda.set_rng_state_all(training_state["cuda_rng"])
         state = {key: training_state[key] for key in ("next_stage", "history", "records", "best")}
         log.info("resuming %s at stage %d/%d", run_dir, state["next_stage"] + 1, len(stages))
     else:
