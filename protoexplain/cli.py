@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     progress = not getattr(args, "no_progress", False)
     verbose = getattr(args, "verbose", False)
     try:
-        tune_malloc()
+        _setup_logging(None, verbose)  # before tune_malloc, so that -v shows what it set;
+        tune_malloc()                  # `train` and `demo` add their run's train.log
         if args.command == "train":
             return _train(args.config, args.overrides, args.out, args.resume, progress, verbose)
         if args.command == "demo":
@@ -186,7 +187,6 @@ def main(argv: list[str] | None = None) -> int:
             from protoexplain.pipeline import evaluate_run
             from protoexplain.run_dir import load_run
 
-            _setup_logging(None, verbose)
             metrics = evaluate_run(load_run(args.run_dir, args.device), progress=progress)
             print(f"{headline(metrics)} -> {args.run_dir}/metrics.json")
             return 0
@@ -196,7 +196,6 @@ def main(argv: list[str] | None = None) -> int:
             from protoexplain.pipeline import benchmark_run
             from protoexplain.run_dir import load_run
 
-            _setup_logging(None, verbose)
             run = load_run(args.run_dir, args.device)
             methods = (args.methods.split(",") if args.methods
                        else run.config.localization.evaluation_methods)
@@ -212,7 +211,6 @@ def main(argv: list[str] | None = None) -> int:
             from protoexplain.explain import explain_images
             from protoexplain.run_dir import load_run
 
-            _setup_logging(None, verbose)
             run = load_run(args.run_dir, args.device)
             out = args.out or args.run_dir / "explanations"
             methods = args.methods.split(",") if args.methods else None

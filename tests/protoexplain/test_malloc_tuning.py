@@ -83,6 +83,16 @@ def test_the_command_line_tunes_before_any_command(monkeypatch, tmp_path):
     assert calls == [True]
 
 
+@on_glibc
+def test_verbose_logging_shows_what_the_tuning_set(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PROTOEXPLAIN_MALLOC_TUNING", "1")
+    for name in malloc_tuning.USER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert cli.main(["train", str(tmp_path / "missing.yaml"), "--verbose"]) == 2
+    logged = capsys.readouterr().err
+    assert "malloc tuning: {" in logged and all(name in logged for name in SETTINGS)
+
+
 @pytest.mark.parametrize("switch", ["off", "false", "", "2"])
 def test_an_unclear_switch_is_an_error_naming_the_variable(switch):
     with pytest.raises(ConfigError, match=r"PROTOEXPLAIN_MALLOC_TUNING must be 0 .* or 1 .*, "
