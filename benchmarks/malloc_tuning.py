@@ -27,24 +27,19 @@ Prints a Markdown table and writes OUT.json and OUT.md.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from study_io import publish_report
+from study_io import largest_difference, publish_report, result_values, run_child
 
 from protoexplain.malloc_tuning import OPT_OUT_VARIABLE, USER_VARIABLES
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "configs" / "synthetic_protopnet.yaml"
+CONFIG = Path(__file__).resolve().parent.parent / "configs" / "synthetic_protopnet.yaml"
 
 MINI_OVERRIDES = [
     "data.options.num_samples={train: 600, val: 100, test: 200}",
@@ -72,55 +67,7 @@ def measure(command: list[str], tuned: bool) -> dict[str, float]:
     """Run ``command`` with the tuning on or off; its wall time and resource usage."""
     env = {key: value for key, value in os.environ.items() if key not in USER_VARIABLES}
     env[OPT_OUT_VARIABLE] = "1" if tuned else "0"
-    env["PYTHONPATH"] = str(ROOT)
-    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty child never blocks
-        start = time.perf_counter()
-        child = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                 stderr=log)
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - start
-        if os.waitstatus_to_exitcode(status) != 0:
-            log.seek(0)
-            raise RuntimeError(f"{' '.join(command)} failed:\n{log.read().decode()}")
-    return {
-        "wall_s": wall,
-        "user_s": usage.ru_utime,
-        "sys_s": usage.ru_stime,
-        "minor_faults": float(usage.ru_minflt),
-        "max_rss_mib": usage.ru_maxrss / 1024,  # Linux reports KiB
-    }
-
-
-TIMING_KEYS = ("training_seconds", "seconds_per_pair")
-"""Values in a run's JSON files that are timings, which differ from run to run."""
-
-
-def result_values(run_dir: Path) -> dict[str, float]:
-    """The numbers of a run's ``metrics.json`` and ``benchmark.json``, timings left out,
-    flattened to ``file/key[/key]: value``: what the tuning must not change."""
-    values = {}
-    for name in ("metrics.json", "benchmark.json"):
-        pending = [(name, json.loads((run_dir / name).read_text()))]
-        while pending:
-            prefix, item = pending.pop()
-            if isinstance(item, dict):
-                pending += [(f"{prefix}/{key}", value) for key, value in item.items()
-                            if key not in TIMING_KEYS]
-            elif isinstance(item, list):
-                pending += [(f"{prefix}/{index}", value) for index, value in enumerate(item)]
-            elif isinstance(item, (int, float)) and not isinstance(item, bool):
-                values[prefix] = float(item)
-    return values
-
-
-def largest_difference(runs: list[dict[str, float]]) -> float:
-    """The largest absolute difference of any value between the first run and another (NaN
-    when the runs do not hold the same values)."""
-    first = runs[0]
-    if any(run.keys() != first.keys() for run in runs):
-        return float("nan")
-    return max((abs(run[key] - first[key]) for run in runs[1:] for key in first
-                if not (math.isnan(run[key]) and math.isnan(first[key]))), default=0.0)
+    return run_child(command, env)
 
 
 def run_workload(name: str, repeats: int,

@@ -1,5 +1,6 @@
 """What the benchmark scripts share: the ``--images-per-prototype`` option, the (test image,
-prototype) pairs of a trained run, and publishing a report: printed, and written as
+prototype) pairs of a trained run, running a ``protoexplain`` command in a child process and
+comparing the results of such runs, and publishing a report: printed, and written as
 ``OUT.md`` beside ``OUT.json``.
 
 The scripts run as ``python benchmarks/NAME.py``, so this module is imported by its bare name.
@@ -9,6 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import subprocess
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,9 @@ from protoexplain.cli import image_count
 from protoexplain.factory import build_dataset
 from protoexplain.metrics.pairs import EvaluationPairs, build_pairs
 from protoexplain.run_dir import LoadedRun, load_run
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The repository, where child processes run with it on their ``PYTHONPATH``."""
 
 
 def add_images_per_prototype(parser: argparse.ArgumentParser, default: int) -> None:
@@ -77,3 +86,57 @@ def publish_report(out: Path, text: str, record: Any) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     out.with_suffix(".md").write_text(text)
+
+
+def run_child(command: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Run ``command`` in the repository with ``env`` (plus the repository on PYTHONPATH) to
+    its end: its wall time and resource usage. A failing command raises with its log."""
+    env = {**env, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty child never blocks
+        start = time.perf_counter()
+        child = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                 stderr=log)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.seek(0)
+            raise RuntimeError(f"{' '.join(command)} failed:\n{log.read().decode()}")
+    return {
+        "wall_s": wall,
+        "user_s": usage.ru_utime,
+        "sys_s": usage.ru_stime,
+        "minor_faults": float(usage.ru_minflt),
+        "max_rss_mib": usage.ru_maxrss / 1024,  # Linux reports KiB
+    }
+
+
+TIMING_KEYS = ("training_seconds", "seconds_per_pair")
+"""Values in a run's JSON files that are timings, which differ from run to run."""
+
+
+def result_values(run_dir: Path) -> dict[str, float]:
+    """The numbers of a run's ``metrics.json`` and ``benchmark.json``, timings left out,
+    flattened to ``file/key[/key]: value``: what two runs of one command should share."""
+    values = {}
+    for name in ("metrics.json", "benchmark.json"):
+        pending = [(name, json.loads((run_dir / name).read_text()))]
+        while pending:
+            prefix, item = pending.pop()
+            if isinstance(item, dict):
+                pending += [(f"{prefix}/{key}", value) for key, value in item.items()
+                            if key not in TIMING_KEYS]
+            elif isinstance(item, list):
+                pending += [(f"{prefix}/{index}", value) for index, value in enumerate(item)]
+            elif isinstance(item, (int, float)) and not isinstance(item, bool):
+                values[prefix] = float(item)
+    return values
+
+
+def largest_difference(runs: list[dict[str, float]]) -> float:
+    """The largest absolute difference of any value between the first run and another (NaN
+    when the runs do not hold the same values)."""
+    first = runs[0]
+    if any(run.keys() != first.keys() for run in runs):
+        return float("nan")
+    return max((abs(run[key] - first[key]) for run in runs[1:] for key in first
+                if not (math.isnan(run[key]) and math.isnan(first[key]))), default=0.0)
