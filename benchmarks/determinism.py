@@ -109,21 +109,23 @@ def study(config: Path, settings: list[str], repeats: int, overrides: list[str],
     return described
 
 
-def table(results: dict[str, list[dict[str, Any]]], config: Path, overrides: list[str]) -> str:
-    command = " ".join(["protoexplain train", str(config), *(f"--set {o}" for o in overrides)])
-    lines = [f"`{command}`, each run in its own process, compared with the "
-             f"first run of its setting ({platform.node()}, {os.cpu_count()} CPUs).", "",
+def table(record: dict[str, Any]) -> str:
+    """The study's Markdown: one row per run, compared with the first run of its setting."""
+    command = " ".join(["protoexplain train", record["config"],
+                        *(f"--set {item}" for item in record["overrides"])])
+    lines = [f"`{command}`, each run in its own process, compared with the first run of its "
+             f"setting ({record['machine']}, {record['cpus']} CPUs, OMP_NUM_THREADS="
+             f"{record['omp_num_threads'] or 'unset'}, torch {record['torch']}).", "",
              "| deterministic | run | device | test | training stages (s) | wall (s) | "
              "weights bit-equal | tensors differing | max weight difference | "
              "max result difference |", "|---" * 10 + "|"]
-    for setting, records in results.items():
-        for index, record in enumerate(records):
-            lines.append(
-                f"| {setting} | {index} | {record['device']} | {record['test']} | "
-                f"{record['training_stage_seconds']:.1f} | "
-                f"{record['wall_s']:.1f} | {'yes' if record['bit_equal'] else 'no'} | "
-                f"{record['tensors_differing']} | {record['max_abs_difference']:.3g} | "
-                f"{record['max_result_difference']:.3g} |")
+    for setting, records in record["runs"].items():
+        for index, run in enumerate(records):
+            compared = ("reference | | | |" if index == 0 else
+                        f"{'yes' if run['bit_equal'] else 'no'} | {run['tensors_differing']} | "
+                        f"{run['max_abs_difference']:.3g} | {run['max_result_difference']:.3g} |")
+            lines.append(f"| {setting} | {index} | {run['device']} | {run['test']} | "
+                         f"{run['training_stage_seconds']:.1f} | {run['wall_s']:.1f} | {compared}")
     return "\n".join(lines) + "\n"
 
 
@@ -153,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         results = study(args.config, settings, args.repeats, args.overrides, Path(scratch))
     record = {"config": str(args.config), "overrides": args.overrides, "repeats": args.repeats,
               "machine": platform.node(), "cpus": os.cpu_count(),
-              "torch": torch.__version__, "runs": results}
-    publish_report(args.out, table(results, args.config, args.overrides), record)
+              "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "torch": torch.__version__,
+              "runs": results}
+    publish_report(args.out, table(record), record)
     return 0
 
 
