@@ -137,7 +137,8 @@ class Config:
     deterministic: bool = True
     """On a GPU, use deterministic kernels so that a seed reproduces its run (see
     :func:`protoexplain.factory.use_deterministic_kernels`); ``false`` trades that for speed.
-    The CPU is deterministic either way."""
+    The CPU is deterministic either way, for a given number of threads (the thread count
+    changes the order of sums: README, "Reliability")."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
