@@ -12,7 +12,11 @@ from protoexplain.cli import main
 from protoexplain.config import load_config
 from protoexplain.pipeline import train_and_report
 from protoexplain.training_run import TrainingStopped, train
-from tests.protoexplain.tiny_runs import tiny_run
+from tests.protoexplain.tiny_runs import (
+    check_resume_reproduces,
+    interrupt_training_after,
+    tiny_run,
+)
 
 TINY = [
     *tiny_run(epochs=3, push_every=2, prototypes_per_class=2),
@@ -112,20 +116,6 @@ def test_explain_writes_a_picture_per_image_and_names_unreadable_files(trained_r
     assert "broken.png" in capsys.readouterr().err
 
 
-def _interrupt_after(monkeypatch, calls):
-    real = protoexplain.training_run.run_epoch
-    count = {"train": 0}
-
-    def run_epoch(*args, train, **kwargs):
-        if train:
-            count["train"] += 1
-            if count["train"] > calls:
-                raise KeyboardInterrupt
-        return real(*args, train=train, **kwargs)
-
-    monkeypatch.setattr(protoexplain.training_run, "run_epoch", run_epoch)
-
-
 @pytest.mark.slow
 def test_training_and_loading_choose_kernels_by_the_configs_deterministic_flag(
         trained_run, tmp_path, monkeypatch):
@@ -140,7 +130,7 @@ def test_training_and_loading_choose_kernels_by_the_configs_deterministic_flag(
     monkeypatch.setattr(protoexplain.training_run, "use_deterministic_kernels", record)
     protoexplain.run_dir.load_run(trained_run[0])
     assert calls == [("cpu", True)]  # the default, kept in the run's config
-    _interrupt_after(monkeypatch, calls=0)  # stop at the first training epoch
+    interrupt_training_after(monkeypatch, calls=0)  # stop at the first training epoch
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config("deterministic=false"), tmp_path / "run", progress=False)
     assert calls[1:] == [("cpu", False)]
@@ -156,23 +146,7 @@ def test_training_and_loading_choose_kernels_by_the_configs_deterministic_flag(
 ])
 def test_resume_after_an_interruption_ends_exactly_like_an_uninterrupted_run(tmp_path,
                                                                              monkeypatch, device):
-    config = tiny_config(f"device={device}")
-    reference = train(config, tmp_path / "straight", progress=False)
-
-    with monkeypatch.context() as patch:
-        _interrupt_after(patch, calls=2)
-        with pytest.raises(KeyboardInterrupt):
-            train(config, tmp_path / "interrupted", progress=False)
-    assert load_checkpoint(tmp_path / "interrupted")["training_state"]["next_stage"] == 2
-    resumed = train(config, tmp_path / "interrupted", resume=True, progress=False)
-
-    assert resumed.best_stage == reference.best_stage
-    assert resumed.history == [
-        {**entry, "seconds": resumed.history[i]["seconds"]}
-        for i, entry in enumerate(reference.history)]
-    for name, tensor in reference.model.state_dict().items():
-        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
-    assert [r.to_dict() for r in resumed.records] == [r.to_dict() for r in reference.records]
+    check_resume_reproduces(tiny_config(f"device={device}"), tmp_path, monkeypatch)
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path,

@@ -7,16 +7,14 @@ import json
 import pytest
 import torch
 
-import protoexplain.training_run
 from protoexplain.checkpoint import load_checkpoint
 from protoexplain.cli import main
 from protoexplain.config import load_config
 from protoexplain.data.synthetic_radiographs import FINDINGS
 from protoexplain.pipeline import train_and_report
 from protoexplain.run_dir import load_run
-from protoexplain.training_run import train
 from prototypes import XProtoNet
-from tests.protoexplain.tiny_runs import tiny_run
+from tests.protoexplain.tiny_runs import check_resume_reproduces, tiny_run
 
 TINY_XPROTONET = [
     *tiny_run(epochs=3, push_every=2, prototypes_per_class=2),
@@ -112,33 +110,13 @@ def test_explain_lists_the_findings_of_an_xprotonet(xprotonet_run, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("device", [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                  reason="needs a CUDA device")),
+])
 def test_resume_of_an_xprotonet_run_ends_exactly_like_an_uninterrupted_one(tmp_path,
-                                                                          monkeypatch):
-    config = tiny_xprotonet_config()
-    reference = train(config, tmp_path / "straight", progress=False)
-
-    real = protoexplain.training_run.run_epoch
-    calls = {"train": 0}
-
-    def interrupted_run_epoch(*args, train, **kwargs):
-        if train:
-            calls["train"] += 1
-            if calls["train"] > 2:  # warm and one joint epoch (it draws transformations)
-                raise KeyboardInterrupt
-        return real(*args, train=train, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(protoexplain.training_run, "run_epoch", interrupted_run_epoch)
-        with pytest.raises(KeyboardInterrupt):
-            train(config, tmp_path / "interrupted", progress=False)
-    assert load_checkpoint(tmp_path / "interrupted")["training_state"]["next_stage"] == 2
-    resumed = train(config, tmp_path / "interrupted", resume=True, progress=False)
-
-    assert resumed.best_stage == reference.best_stage
+                                                                          monkeypatch, device):
+    config = tiny_xprotonet_config(f"device={device}")
+    _, resumed = check_resume_reproduces(config, tmp_path, monkeypatch)
     assert resumed.selection_metric == "val_auroc"
-    assert resumed.history == [
-        {**entry, "seconds": resumed.history[i]["seconds"]}
-        for i, entry in enumerate(reference.history)]
-    for name, tensor in reference.model.state_dict().items():
-        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
-    assert [r.to_dict() for r in resumed.records] == [r.to_dict() for r in reference.records]
