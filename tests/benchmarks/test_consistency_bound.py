@@ -1,0 +1,76 @@
+"""The consistency bound: relied-on parts, the union of their Huang boxes' hits, and a tiny
+run end to end (ratio 1 is the benchmark's oracle; a lower ratio never lowers the bound)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import consistency_bound  # noqa: E402
+
+from protoexplain.config import load_config  # noqa: E402
+from protoexplain.pipeline import train_and_report  # noqa: E402
+from tests.protoexplain.tiny_runs import tiny_run  # noqa: E402
+
+
+def test_relied_on_parts_are_visible_positive_and_near_the_largest_score():
+    scores = torch.tensor([[0.8, 0.5, 0.9, -0.1],
+                           [-0.2, -0.1, 0.0, -0.3]])
+    visible = torch.tensor([[True, True, False, True],
+                            [True, True, True, True]])
+    # row 0: part 2 is hidden, so the largest visible score is 0.8
+    assert consistency_bound.relied_on_parts(scores, visible, 1.0).tolist() == [
+        [True, False, False, False], [False, False, False, False]]
+    assert consistency_bound.relied_on_parts(scores, visible, 0.6).tolist() == [
+        [True, True, False, False], [False, False, False, False]]
+
+
+def test_union_of_hits_takes_every_box_around_a_relied_on_keypoint():
+    # keypoints (x, y, visible) on one row: parts 0 and 1 are 5 px apart, part 2 far away,
+    # part 3 next to part 2 but not visible
+    keypoints = torch.tensor([[[10.0, 10.0, 1.0], [15.0, 10.0, 1.0], [40.0, 10.0, 1.0],
+                               [42.0, 10.0, 0.0]]]).repeat(3, 1, 1)
+    relied = torch.tensor([[False, False, True, False],
+                           [True, False, True, False],
+                           [False, False, False, False]])
+    hits = consistency_bound.union_of_hits(relied, keypoints, (6.0, 6.0))
+    assert hits.tolist() == [[False, False, True, False],
+                             [True, True, True, False],
+                             [False, False, False, False]]
+
+
+@pytest.mark.slow
+def test_on_a_tiny_run_ratio_one_is_the_oracle_and_lower_ratios_bound_higher(tmp_path):
+    run_dir = tmp_path / "run"
+    config = load_config(None, [
+        *tiny_run(epochs=2, push_every=1, prototypes_per_class=2),
+        "data.options={image_size: 32, num_classes: 2, num_samples: 32, clutter: 0}",
+        "training.pretrain_epochs=0",
+        "localization.push_method=upsample",
+        "localization.evaluation_methods=[upsample]",
+        "localization.images_per_prototype=1",
+    ])
+    train_and_report(config, run_dir, progress=False)
+    out = tmp_path / "bound"
+    consistency_bound.main([str(run_dir), "--ratios", "1,0.5,0.01",
+                            "--images-per-prototype", "2", "--out", str(out)])
+
+    rows = json.loads(out.with_suffix(".json").read_text())["runs"][str(run_dir)]
+    values = {name: row["consistency"] for name, row in rows.items()}
+    assert values["bound, ratio 1"] == values["oracle_consistency (model)"] > 0
+    assert values["bound, ratio 1"] <= values["bound, ratio 0.5"] <= values["bound, ratio 0.01"]
+    assert 0.0 <= values["upsample"] <= 1.0
+    table = out.with_suffix(".md").read_text()
+    assert "| bound, ratio 0.5 |" in table and "| n/a |" in table  # one run: no spread
+
+
+def test_bad_ratios_and_untrained_runs_are_refused(tmp_path, capsys):
+    for arguments, message in ((["--ratios", "1,0"], "--ratios takes numbers in (0, 1]"),
+                               (["--ratios", "half"], "--ratios takes numbers in (0, 1]"),
+                               ([], "not a trained run")):
+        with pytest.raises(SystemExit) as stop:
+            consistency_bound.main([str(tmp_path), *arguments, "--out", str(tmp_path / "x")])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
