@@ -71,7 +71,8 @@ def choose_peak_by_occlusion(model: Callable[[Tensor], Any], images: Tensor, tar
                              maps: Tensor, *, candidates: int = 8, grid_step: float = 0.08,
                              region: float = 36 / 224, min_relative: float = 0.3,
                              spacing: float = 1.0, baseline: str = "blur",
-                             blur_sigma: float = 10.0, floor: float = 0.5) -> Tensor:
+                             blur_sigma: float = 10.0, floor: float = 0.5,
+                             prior: Tensor | None = None, tolerance: float = 1.0) -> Tensor:
     """``maps`` re-weighted so that each one peaks where removing the image lowers the score
     most: (B, H, W) in [0, 1].
 
@@ -90,11 +91,19 @@ def choose_peak_by_occlusion(model: Callable[[Tensor], Any], images: Tensor, tar
         floor: the weight, in [0, 1], of the map far from the chosen point (1 leaves the map
             unchanged); it rises to 1 at the point as a Gaussian of sigma ``region``. A map
             without a candidate (no grid point reaches ``min_relative``) is kept.
+        prior, tolerance: a tie-break among the candidates the model relies on about as much.
+            With ``prior`` (B, H, W) and ``tolerance`` < 1, the chosen point is, among the
+            candidates whose drop is at least ``tolerance`` times the largest (positive)
+            drop, the one where ``prior`` is highest; otherwise the largest drop. Our choice:
+            a map may pick any part the model relies on, and a prior that stays on the same
+            part from image to image (a prototype's similarity map) keeps the pick consistent.
     """
     if candidates < 1:
         raise ValueError(f"candidates must be >= 1, got {candidates}")
     if not 0 <= floor <= 1:
         raise ValueError(f"floor must lie in [0, 1], got {floor}")
+    if not 0 < tolerance <= 1:
+        raise ValueError(f"tolerance must lie in (0, 1], got {tolerance}")
     filled = make_baseline(images.detach(), baseline, blur_sigma)  # names a bad baseline
     batch, height, width = maps.shape
     side = min(height, width)
@@ -108,7 +117,15 @@ def choose_peak_by_occlusion(model: Callable[[Tensor], Any], images: Tensor, tar
         scores = torch.stack([target.score(model(blend(images, filled, 1 - window)))
                               for window in windows.unbind(dim=1)], dim=1)  # (B, K)
     drops = (reference[:, None] - scores).where(valid, -torch.inf)
-    chosen = points[torch.arange(batch, device=maps.device), drops.argmax(dim=1)].to(maps.dtype)
+    rows = torch.arange(batch, device=maps.device)
+    choice = drops.argmax(dim=1)
+    if prior is not None and tolerance < 1:
+        largest = drops.amax(dim=1, keepdim=True)
+        near_largest = valid & (largest > 0) & (drops >= tolerance * largest)
+        prior_at = prior[rows[:, None], points[..., 0], points[..., 1]]  # (B, K)
+        by_prior = prior_at.where(near_largest, -torch.inf).argmax(dim=1)
+        choice = by_prior.where(near_largest.any(dim=1), choice)
+    chosen = points[rows, choice].to(maps.dtype)
     nearness = gaussian_bumps(chosen, (height, width), half_size)
     weights = (floor + (1 - floor) * nearness).where(valid.any(dim=1)[:, None, None], 1.0)
     return normalize_maps(maps * weights)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -32,6 +33,7 @@ from prototypes.localization_base import (
     localization_from_maps,
     prototype_id_tensor,
     prototype_scores,
+    upsample_maps,
 )
 from prototypes.model import ProtoPNet, ProtoPNetOutput
 from prototypes.modes import evaluation_mode
@@ -111,13 +113,23 @@ def _explainer(method: str, model: Callable[[torch.Tensor], Any],
                  if name != "model"]
         raise ValueError(f"localization method {method!r}: {error}; its options are "
                          f"{known}, 'percentile', 'relative_threshold', 'density_sigma', "
-                         "'peak_candidates' and 'score'") from None
+                         "'peak_candidates', 'peak_tolerance' and 'score'") from None
     return explainer_class(model, **options)
 
 
-def _split_options(method: str, options: dict[str, Any]) -> tuple[dict[str, Any], float, int, str]:
+@dataclass(frozen=True)
+class _MapOptions:
+    """The options of a learned mask's map that are ours, not the explainer's."""
+
+    density_sigma: float
+    peak_candidates: int
+    peak_tolerance: float
+    score: str
+
+
+def _split_options(method: str, options: dict[str, Any]) -> tuple[dict[str, Any], _MapOptions]:
     """``options`` over :data:`PROTOTYPE_DEFAULTS` split into the explainer's own options and
-    the checked ``density_sigma``, ``peak_candidates`` and ``score``."""
+    the checked ``density_sigma``, ``peak_candidates``, ``peak_tolerance`` and ``score``."""
     if method not in LEARNED_MASK_EXPLAINERS:
         raise ValueError(f"method must be one of {LEARNED_MASK_EXPLAINERS}, got {method!r}")
     options = {**PROTOTYPE_DEFAULTS.get(method, {}), **options}
@@ -130,10 +142,14 @@ def _split_options(method: str, options: dict[str, Any]) -> tuple[dict[str, Any]
     if isinstance(peak_candidates, bool) or not isinstance(peak_candidates, int) \
             or peak_candidates < 0:
         raise ValueError(f"peak_candidates must be an integer >= 0, got {peak_candidates!r}")
+    peak_tolerance = options.pop("peak_tolerance", 1.0)
+    if (isinstance(peak_tolerance, bool) or not isinstance(peak_tolerance, (int, float))
+            or not 0 < peak_tolerance <= 1):
+        raise ValueError(f"peak_tolerance must be a number in (0, 1], got {peak_tolerance!r}")
     explained = options.pop("score", "pooled")
     if explained not in EXPLAINED_SCORES:
         raise ValueError(f"score must be one of {EXPLAINED_SCORES}, got {explained!r}")
-    return options, density_sigma, peak_candidates, explained
+    return options, _MapOptions(density_sigma, peak_candidates, float(peak_tolerance), explained)
 
 
 def check_learned_mask_options(method: str, options: dict[str, Any]) -> None:
@@ -145,6 +161,16 @@ def check_learned_mask_options(method: str, options: dict[str, Any]) -> None:
     check_box_rule(options.pop("percentile", 95.0), options.pop("relative_threshold", 0.0))
     explainer_options, *_ = _split_options(method, options)
     _explainer(method, torch.nn.Identity(), explainer_options)
+
+
+def _upsampled_similarity(model: ProtoPNet, images: torch.Tensor,
+                          ids: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) each pair's latent similarity (occurrence) map, bicubic-upsampled to the
+    image as ``upsample`` does: the prior of ``peak_tolerance``."""
+    with torch.no_grad():
+        similarity = model(images).similarity_maps
+    chosen = similarity[torch.arange(len(ids), device=ids.device), ids]
+    return upsample_maps(chosen, tuple(images.shape[-2:]))
 
 
 def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
@@ -169,7 +195,11 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
             :func:`hdm.peak_choice.choose_peak_by_occlusion` tries, with the explainer's
             baseline, to move the peak to the one whose removal lowers the score most (0
             keeps the peak, the default; 8 is the measured setting, docs/results.md "Choosing HDM's
-            peak by occlusion"); ``score``: one of :data:`EXPLAINED_SCORES`. Without these
+            peak by occlusion"); ``peak_tolerance`` (with ``peak_candidates``; 1, the default,
+            takes the largest drop): among the candidates whose drop is at least this share of
+            the largest, take the one where the prototype's upsampled similarity map is
+            highest (docs/results.md, "How consistent can a map that follows the model be?");
+            ``score``: one of :data:`EXPLAINED_SCORES`. Without these
             options (nor one in :data:`PROTOTYPE_DEFAULTS`, which sets HDM's and MDM's
             density_sigma to 0.1 and their score to ``"auto"``), the map is kept and the pooled
             score explained.
@@ -177,7 +207,8 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
     Returns:
         ``maps`` (B, H, W): the explainer's map in [0, 1]; ``boxes`` (B, 4) int64.
     """
-    options, density_sigma, peak_candidates, explained = _split_options(method, options)
+    options, ours = _split_options(method, options)
+    explained = ours.score
     ids = prototype_id_tensor(model, images, prototype_ids)
     if explained == "auto":
         explained = "peak" if isinstance(model, ProtoPNet) else "pooled"
@@ -191,11 +222,14 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
         else:
             score = PairScores(model, images, ids, "peak")
         maps = weight_by_density(explainer(images, score),
-                                 density_sigma * min(images.shape[-2:]))
-        if peak_candidates:
+                                 ours.density_sigma * min(images.shape[-2:]))
+        if ours.peak_candidates:
+            prior = (_upsampled_similarity(model, images, ids) if ours.peak_tolerance < 1
+                     else None)
             maps = choose_peak_by_occlusion(
-                model, images, score, maps, candidates=peak_candidates,
-                baseline=explainer.baseline, blur_sigma=explainer.blur_sigma)
+                model, images, score, maps, candidates=ours.peak_candidates,
+                baseline=explainer.baseline, blur_sigma=explainer.blur_sigma, prior=prior,
+                tolerance=ours.peak_tolerance)
     return localization_from_maps(maps, percentile, relative_threshold)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from hdm.peak_choice import candidate_points, choose_peak_by_occlusion, square_windows
 from tests.hdm.hdm_models import BOX, IMAGE_SIZE, RegionModel
@@ -93,8 +94,43 @@ def test_a_callable_target_and_a_batch_give_each_pair_its_own_peak():
     assert _peak(chosen[1:])[0] < 6  # ties: the highest candidate, the decoy's, stays
 
 
+class TwoRegionModel(nn.Module):
+    """Class 0's score: the mean of region A (rows and columns 2-7) plus 0.9 times that of
+    region B (rows and columns 20-25); nothing else counts."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        region_a = images[:, :, 2:8, 2:8].mean(dim=(1, 2, 3))
+        region_b = images[:, :, 20:26, 20:26].mean(dim=(1, 2, 3))
+        return torch.stack([region_a + 0.9 * region_b, torch.zeros_like(region_a)], dim=1)
+
+
+def test_a_prior_breaks_the_tie_among_candidates_the_model_relies_on_about_as_much():
+    images = torch.ones(1, 3, IMAGE_SIZE, IMAGE_SIZE)
+    maps = torch.zeros(1, IMAGE_SIZE, IMAGE_SIZE)
+    maps[0, 2:8, 2:8], maps[0, 20:26, 20:26], maps[0, 2:8, 20:26] = 1.0, 0.8, 0.6  # A, B, C
+    prior = torch.zeros_like(maps)
+    prior[0, 2:8, 20:26], prior[0, 20:26, 20:26], prior[0, 2:8, 2:8] = 1.0, 0.5, 0.1
+
+    def peak_region(**options) -> str:
+        chosen = choose_peak_by_occlusion(TwoRegionModel(), images, torch.tensor([0]), maps,
+                                          candidates=4, grid_step=0.1, region=0.15,
+                                          baseline="zero", **options)
+        row, column = _peak(chosen)
+        return {(True, True): "A", (False, False): "B", (True, False): "C"}[
+            (row < 10, column < 10)]
+
+    assert peak_region() == "A"  # the largest drop
+    assert peak_region(prior=prior, tolerance=1.0) == "A"  # no tolerance: the prior is unused
+    assert peak_region(prior=prior, tolerance=0.95) == "A"  # B's drop is 0.9 of A's
+    # B is within the tolerance and the prior prefers it; C, where the prior is highest, is
+    # not relied on at all (no drop), so it is never chosen
+    assert peak_region(prior=prior, tolerance=0.8) == "B"
+    assert peak_region(prior=prior, tolerance=0.01) == "B"
+
+
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("candidates", 0, "candidates must be >= 1"),
+    ("tolerance", 0.0, r"tolerance must lie in \(0, 1\]"),
     ("floor", 1.5, r"floor must lie in \[0, 1\]"),
     ("baseline", "noise", "baseline must be one of"),
 ])

@@ -180,15 +180,40 @@ def test_peak_candidates_choose_the_peak_by_occlusion_with_the_explainers_baseli
     images = torch.rand(2, 3, 32, 32)
     quick = {"benchmark_steps": 1, "auxiliary_steps": 1}
     localize(model, images, [0, 1], method="hdm", baseline="mean", peak_candidates=8, **quick)
-    assert calls == [{"candidates": 8, "baseline": "mean", "blur_sigma": 10.0}]
+    assert calls == [{"candidates": 8, "baseline": "mean", "blur_sigma": 10.0, "prior": None,
+                      "tolerance": 1.0}]
     localize(model, images, [0, 1], method="hdm", **quick)  # not HDM's default
     localize(model, images, [0, 1], method="mdm", steps=1, peak_candidates=0)
     assert len(calls) == 1
     localize(model, images, [0, 1], method="mdm", steps=1)  # MDM's default: 8 candidates
-    assert calls[1] == {"candidates": 8, "baseline": "blur", "blur_sigma": 10.0}
+    assert calls[1] == {"candidates": 8, "baseline": "blur", "blur_sigma": 10.0, "prior": None,
+                        "tolerance": 1.0}
     localize(make_xprotonet(image_size=32), images, [0, 1], method="mdm", steps=1,
              peak_candidates=3)
-    assert calls[2] == {"candidates": 3, "baseline": "blur", "blur_sigma": 10.0}
+    assert calls[2] == {"candidates": 3, "baseline": "blur", "blur_sigma": 10.0, "prior": None,
+                        "tolerance": 1.0}
     for bad in (-1, 2.5, True, "auto"):
         with pytest.raises(ValueError, match="peak_candidates must be an integer >= 0"):
             localize(model, images, [0, 1], method="hdm", peak_candidates=bad, **quick)
+
+
+def test_peak_tolerance_passes_the_upsampled_similarity_map_as_the_prior(monkeypatch):
+    calls = []
+
+    def record(model, images, score, maps, **options):
+        calls.append(options)
+        return maps
+
+    monkeypatch.setattr(learned_masks, "choose_peak_by_occlusion", record)
+    model = make_model(image_size=32).eval()
+    images = torch.rand(2, 3, 32, 32)
+    localize(model, images, [0, 3], method="mdm", steps=1, peak_tolerance=0.75)
+    assert calls[0]["tolerance"] == 0.75
+    with torch.no_grad():
+        similarity = model(images).similarity_maps[[0, 1], [0, 3]]
+    expected = torch.nn.functional.interpolate(similarity[:, None], size=(32, 32),
+                                               mode="bicubic", align_corners=False)[:, 0]
+    torch.testing.assert_close(calls[0]["prior"], expected)
+    for bad in (0, 1.5, True, "half"):
+        with pytest.raises(ValueError, match=r"peak_tolerance must be a number in \(0, 1\]"):
+            localize(model, images, [0, 1], method="mdm", steps=1, peak_tolerance=bad)
