@@ -94,9 +94,11 @@ def choose_peak_by_occlusion(model: Callable[[Tensor], Any], images: Tensor, tar
         prior, tolerance: a tie-break among the candidates the model relies on about as much.
             With ``prior`` (B, H, W) and ``tolerance`` < 1, the chosen point is, among the
             candidates whose drop is at least ``tolerance`` times the largest (positive)
-            drop, the one where ``prior`` is highest; otherwise the largest drop. Our choice:
-            a map may pick any part the model relies on, and a prior that stays on the same
-            part from image to image (a prototype's similarity map) keeps the pick consistent.
+            drop, the one where ``prior`` is highest; otherwise the largest drop. Our idea: a
+            map may pick any part the model relies on, and a prior that stays on one part
+            from image to image could keep the pick consistent. With a prototype's similarity
+            map as the prior it did not (docs/results.md, "How consistent can a map that
+            follows the model be?"), so it is off unless asked for.
     """
     if candidates < 1:
         raise ValueError(f"candidates must be >= 1, got {candidates}")

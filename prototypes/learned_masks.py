@@ -198,7 +198,8 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
             peak by occlusion"); ``peak_tolerance`` (with ``peak_candidates``; 1, the default,
             takes the largest drop): among the candidates whose drop is at least this share of
             the largest, take the one where the prototype's upsampled similarity map is
-            highest (docs/results.md, "How consistent can a map that follows the model be?");
+            highest (it lowered MDM's consistency on the coarse map, docs/results.md, "How
+            consistent can a map that follows the model be?");
             ``score``: one of :data:`EXPLAINED_SCORES`. Without these
             options (nor one in :data:`PROTOTYPE_DEFAULTS`, which sets HDM's and MDM's
             density_sigma to 0.1 and their score to ``"auto"``), the map is kept and the pooled
