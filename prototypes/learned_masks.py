@@ -33,6 +33,7 @@ from prototypes.localization_base import (
     localization_from_maps,
     prototype_id_tensor,
     prototype_scores,
+    prototype_similarity_maps,
     upsample_maps,
 )
 from prototypes.model import ProtoPNet, ProtoPNetOutput
@@ -163,16 +164,6 @@ def check_learned_mask_options(method: str, options: dict[str, Any]) -> None:
     _explainer(method, torch.nn.Identity(), explainer_options)
 
 
-def _upsampled_similarity(model: ProtoPNet, images: torch.Tensor,
-                          ids: torch.Tensor) -> torch.Tensor:
-    """(B, H, W) each pair's latent similarity (occurrence) map, bicubic-upsampled to the
-    image as ``upsample`` does: the prior of ``peak_tolerance``."""
-    with torch.no_grad():
-        similarity = model(images).similarity_maps
-    chosen = similarity[torch.arange(len(ids), device=ids.device), ids]
-    return upsample_maps(chosen, tuple(images.shape[-2:]))
-
-
 def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
                               prototype_ids: torch.Tensor | Sequence[int], *, method: str,
                               percentile: float = 95.0, relative_threshold: float = 0.0,
@@ -225,8 +216,9 @@ def learned_mask_localization(model: ProtoPNet, images: torch.Tensor,
         maps = weight_by_density(explainer(images, score),
                                  ours.density_sigma * min(images.shape[-2:]))
         if ours.peak_candidates:
-            prior = (_upsampled_similarity(model, images, ids) if ours.peak_tolerance < 1
-                     else None)
+            prior = (upsample_maps(prototype_similarity_maps(model, images, ids),
+                                   tuple(images.shape[-2:]))
+                     if ours.peak_tolerance < 1 else None)
             maps = choose_peak_by_occlusion(
                 model, images, score, maps, candidates=ours.peak_candidates,
                 baseline=explainer.baseline, blur_sigma=explainer.blur_sigma, prior=prior,

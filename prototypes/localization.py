@@ -41,11 +41,10 @@ from prototypes.localization_base import (
     high_activation_box,
     localization_from_maps,
     min_max_normalise,
-    prototype_id_tensor,
+    prototype_similarity_maps,
     upsample_maps,
 )
 from prototypes.model import ProtoPNet
-from prototypes.modes import evaluation_mode
 from prototypes.receptive_field import receptive_field_boxes
 from prototypes.trivial_localization import centre_localization, random_localization
 
@@ -53,16 +52,6 @@ __all__ = ["LOCALIZATION_METHODS", "Localization", "check_localization_options",
            "high_activation_box", "localize",
            "min_max_normalise", "receptive_field_localization", "upsample_localization",
            "upsample_maps"]
-
-
-def _similarity_maps(model: ProtoPNet, images: torch.Tensor,
-                     prototype_ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
-    """(B, h, w) similarity map of prototype ``prototype_ids[b]`` on ``images[b]`` (eval
-    mode, no grad)."""
-    ids = prototype_id_tensor(model, images, prototype_ids)
-    with evaluation_mode(model):
-        similarity = model(images).similarity_maps
-    return similarity[torch.arange(ids.shape[0], device=ids.device), ids]
 
 
 def upsample_localization(model: ProtoPNet, images: torch.Tensor,
@@ -77,7 +66,7 @@ def upsample_localization(model: ProtoPNet, images: torch.Tensor,
     constant offset, which changes neither. ``relative_threshold`` (0: the original rule)
     is explained in :func:`high_activation_box`.
     """
-    chosen = _similarity_maps(model, images, prototype_ids)  # (B, h, w)
+    chosen = prototype_similarity_maps(model, images, prototype_ids)  # (B, h, w)
     upsampled = upsample_maps(chosen, tuple(images.shape[-2:]))
     return localization_from_maps(upsampled, percentile, relative_threshold)
 
@@ -86,7 +75,7 @@ def receptive_field_localization(model: ProtoPNet, images: torch.Tensor,
                                  prototype_ids: torch.Tensor | Sequence[int]) -> Localization:
     """The receptive field of the latent position most similar to the prototype (first one
     on ties): ``maps`` is 1 inside that box and 0 outside."""
-    chosen = _similarity_maps(model, images, prototype_ids)  # (B, h, w)
+    chosen = prototype_similarity_maps(model, images, prototype_ids)  # (B, h, w)
     width = chosen.shape[2]
     best = chosen.flatten(1).argmax(dim=1)
     height_size, width_size = images.shape[-2:]

@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from prototypes.model import ProtoPNet
+from prototypes.modes import evaluation_mode
 
 __all__ = ["Localization", "check_box_rule", "high_activation_box", "localization_from_maps",
-           "min_max_normalise", "prototype_id_tensor", "prototype_scores", "upsample_maps"]
+           "min_max_normalise", "prototype_id_tensor", "prototype_scores",
+           "prototype_similarity_maps", "upsample_maps"]
 
 
 @dataclass
@@ -47,6 +49,16 @@ def prototype_scores(similarities: torch.Tensor, prototype_ids: torch.Tensor) ->
     """(N,) score of prototype ``prototype_ids[n]`` in row ``n`` of ``similarities`` (N, P):
     its max-pooled similarity, the quantity the last layer weighs (``out.similarities``)."""
     return similarities.gather(1, prototype_ids[:, None]).squeeze(1)
+
+
+def prototype_similarity_maps(model: ProtoPNet, images: torch.Tensor,
+                              prototype_ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    """(B, h, w) latent similarity map (XProtoNet: occurrence map) of prototype
+    ``prototype_ids[b]`` on ``images[b]`` (eval mode, no grad)."""
+    ids = prototype_id_tensor(model, images, prototype_ids)
+    with evaluation_mode(model):
+        similarity = model(images).similarity_maps
+    return similarity[torch.arange(ids.shape[0], device=ids.device), ids]
 
 
 def upsample_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
