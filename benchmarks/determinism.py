@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from study_io import largest_difference, publish_report, result_values, run_child
+from study_io import (
+    largest_difference,
+    protoexplain_command,
+    publish_report,
+    result_values,
+    run_child,
+)
 
 from protoexplain.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from protoexplain.evaluation import headline
@@ -45,9 +51,8 @@ SETTINGS = {"on": "true", "off": "false"}
 def train_command(config: Path, out: Path, setting: str, overrides: list[str]) -> list[str]:
     """``protoexplain train`` of ``config`` into ``out`` with ``deterministic`` set as
     ``setting`` says; the caller's ``--set`` items come first, so the setting wins."""
-    sets = [*overrides, f"deterministic={SETTINGS[setting]}"]
-    return [sys.executable, "-m", "protoexplain.cli", "train", str(config), "--out", str(out),
-            "--no-progress", *(part for item in sets for part in ("--set", item))]
+    return protoexplain_command("train", str(config), "--out", str(out),
+                                overrides=[*overrides, f"deterministic={SETTINGS[setting]}"])
 
 
 def checkpoint_weights(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -35,7 +35,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from study_io import largest_difference, publish_report, result_values, run_child
+from study_io import (
+    largest_difference,
+    protoexplain_command,
+    publish_report,
+    result_values,
+    run_child,
+)
 
 from protoexplain.malloc_tuning import OPT_OUT_VARIABLE, USER_VARIABLES
 
@@ -54,12 +60,11 @@ MINI_OVERRIDES = [
 
 def workload_command(name: str, out: Path) -> list[str]:
     """The ``protoexplain`` command line of workload ``name``, writing its run to ``out``."""
-    command = [sys.executable, "-m", "protoexplain.cli"]
     if name == "demo":
-        return [*command, "demo", "--out", str(out), "--no-progress"]
+        return protoexplain_command("demo", "--out", str(out))
     if name == "mini":
-        overrides = [part for item in MINI_OVERRIDES for part in ("--set", item)]
-        return [*command, "train", str(CONFIG), "--out", str(out), "--no-progress", *overrides]
+        return protoexplain_command("train", str(CONFIG), "--out", str(out),
+                                    overrides=MINI_OVERRIDES)
     raise ValueError(f"unknown workload {name!r}; choose mini or demo")
 
 

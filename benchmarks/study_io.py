@@ -13,6 +13,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -86,6 +87,14 @@ def publish_report(out: Path, text: str, record: Any) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     out.with_suffix(".md").write_text(text)
+
+
+def protoexplain_command(command: str, *arguments: str, overrides: list[str] = ()
+                         ) -> list[str]:
+    """The command line of ``protoexplain COMMAND ARGUMENTS... --no-progress`` with a
+    ``--set`` for each of ``overrides``, run by this Python."""
+    sets = [part for item in overrides for part in ("--set", item)]
+    return [sys.executable, "-m", "protoexplain.cli", command, *arguments, "--no-progress", *sets]
 
 
 def run_child(command: list[str], env: dict[str, str]) -> dict[str, float]:

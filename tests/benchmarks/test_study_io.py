@@ -40,3 +40,11 @@ def test_results_are_compared_without_timings(tmp_path):
 def test_a_chatty_workload_does_not_block_on_its_log():
     chatty = [sys.executable, "-c", "import sys; sys.stderr.write('log line\\n' * 50_000)"]
     assert study_io.run_child(chatty, {})["wall_s"] > 0
+
+
+def test_a_protoexplain_command_line_runs_the_cli_quietly_with_its_overrides(tmp_path):
+    command = study_io.protoexplain_command("train", "c.yaml", "--out", "run",
+                                            overrides=["seed=1", "device=cpu"])
+    assert command == [sys.executable, "-m", "protoexplain.cli", "train", "c.yaml", "--out",
+                       "run", "--no-progress", "--set", "seed=1", "--set", "device=cpu"]
+    assert study_io.protoexplain_command("demo")[-2:] == ["demo", "--no-progress"]
