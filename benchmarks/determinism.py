@@ -69,9 +69,11 @@ def weight_difference(first: dict[str, torch.Tensor],
     """How ``other``'s tensors differ from ``first``'s: ``bit_equal`` (same names, shapes,
     dtypes and bits), ``tensors_differing`` and ``max_abs_difference`` (over floating-point
     tensors of matching shape; NaN when the names or shapes do not match)."""
-    if first.keys() != other.keys() or any(first[name].shape != other[name].shape
-                                           for name in first):
-        return {"bit_equal": False, "tensors_differing": len(first.keys() ^ other.keys()),
+    reshaped = [name for name in first.keys() & other.keys()
+                if first[name].shape != other[name].shape]
+    if first.keys() != other.keys() or reshaped:
+        return {"bit_equal": False,
+                "tensors_differing": len(first.keys() ^ other.keys()) + len(reshaped),
                 "max_abs_difference": float("nan")}
     differing = [name for name in first if first[name].dtype != other[name].dtype
                  or not torch.equal(first[name], other[name])]

@@ -36,6 +36,7 @@ def test_mismatched_checkpoints_are_not_equal_and_have_no_difference():
     for other in ({"a": torch.zeros(4)}, {"a": torch.zeros(3), "extra": torch.zeros(1)}):
         result = determinism.weight_difference(first, other)
         assert not result["bit_equal"] and math.isnan(result["max_abs_difference"])
+        assert result["tensors_differing"] == 1  # the reshaped one, or the extra one
 
 
 def test_the_setting_is_the_last_override_so_it_wins(tmp_path):
