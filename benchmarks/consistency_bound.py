@@ -13,14 +13,30 @@ relied-on part's keypoint, whichever of them it picks in each image. With RATIO 
 relied-on part is the most relied-on one, and the bound is the seed tables'
 ``oracle_consistency``.
 
-Each bound is compared with upsampling by the rule of issue 4's bar
+Which cue could pick the same relied-on part from image to image? Three rules each pick ONE
+part per pair among those relied on at least PICK_RATIO times the most (the pair's most
+relied-on part where the rule has nothing to say), and the picked part's Huang box is scored
+like a map's:
+
+- ``preservation``: the part that, kept alone (everything else filled), keeps the most
+  similarity: a per-image cue, like the occlusion drop itself;
+- ``source part``: the part the prototype relies on most in its push image (the training image
+  it was projected from), a cross-image anchor read from the ground truth: its row is what a
+  perfect "same part as the prototype's source" cue would reach;
+- ``transplant``: the same anchor judged by the model alone: each candidate's square (Huang's
+  box, around its keypoint) is pasted over the source part's square in the push image, and
+  the part whose transplant keeps the prototype's similarity highest is picked ("this looks
+  like that", asked of the network).
+
+Each bound and pick is compared with upsampling by the rule of issue 4's bar
 (:func:`protoexplain.benchmark.compare_across_runs`: gain > seed spread and every seed's gain
 > 0). Where even the bound does not beat upsampling, no map that follows the parts the model
 relies on can.
 
     PYTHONPATH=. python benchmarks/consistency_bound.py \\
         runs/seeds/fashion_protopnet_seed{0,1,2} --ratios 1,0.75,0.5,0.25 \\
-        --images-per-prototype 3 --out benchmarks/results/consistency_bound_fashion
+        --images-per-prototype 3 --pick-ratio 0.5 \\
+        --out benchmarks/results/consistency_bound_fashion
 
 Prints a Markdown table and writes OUT.json and OUT.md.
 """
@@ -28,18 +44,24 @@ Prints a Markdown table and writes OUT.json and OUT.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-from study_io import add_images_per_prototype, load_run_pairs, publish_report
+from study_io import RunPairs, add_images_per_prototype, load_run_pairs, publish_report
 from torch import Tensor
 
+from hdm.peak_choice import square_windows
 from protoexplain.benchmark import compare_across_runs
-from protoexplain.metrics.localization import evaluate_localization
+from protoexplain.data.collate import collate
+from protoexplain.factory import build_dataset
+from protoexplain.metrics.localization import LocalizationSettings, evaluate_localization
+from protoexplain.metrics.pairs import EvaluationPairs
 from protoexplain.metrics.parts import keypoint_hits, prototype_consistency, scaled_half_sizes
 from protoexplain.metrics.prototype_parts import responsible_parts, score_pair_parts
+from protoexplain.metrics.scores import PairScores
 from protoexplain.pipeline import metric_settings
 
 
@@ -59,11 +81,98 @@ def union_of_hits(relied: Tensor, keypoints: Tensor, half_size: tuple[float, flo
     return (around.view(pairs, parts, parts) & relied[:, :, None]).any(dim=1)
 
 
+def pick_relied_on_part(relied: Tensor, cue: Tensor) -> Tensor:
+    """long (M,): each pair's relied-on part (``relied`` bool (M, N)) where ``cue`` (M, N) is
+    highest (first on ties), -1 for a pair that relies on none."""
+    picked = cue.masked_fill(~relied, float("-inf")).argmax(dim=1)
+    return picked.where(relied.any(dim=1), -1)
+
+
+def picked_hits(parts: Tensor, keypoints: Tensor, half_size: tuple[float, float]) -> Tensor:
+    """bool (M, N): the parts hit by the Huang box on the keypoint of each pair's picked part
+    (``parts`` long (M,); -1 hits nothing)."""
+    relied = torch.zeros(keypoints.shape[:2], dtype=torch.bool)
+    chosen = parts >= 0
+    relied[chosen.nonzero().squeeze(1), parts[chosen]] = True
+    return union_of_hits(relied, keypoints, half_size)
+
+
+def transplant(test: Tensor, source: Tensor, from_points: Tensor, to_points: Tensor,
+               half_size: float) -> Tensor:
+    """(B, C, H, W): each ``source`` image whose square of half side ``half_size`` around
+    ``to_points`` (B, 2) long (row, column) holds ``test``'s pixels around ``from_points``
+    (shifted, edge pixels repeated where the shift leaves the image)."""
+    batch, _, height, width = test.shape
+    shift = from_points - to_points
+    rows = (torch.arange(height, device=test.device) + shift[:, :1]).clamp(0, height - 1)
+    columns = (torch.arange(width, device=test.device) + shift[:, 1:]).clamp(0, width - 1)
+    every = torch.arange(batch, device=test.device)[:, None, None]
+    moved = test[every, :, rows[:, :, None], columns[:, None, :]].permute(0, 3, 1, 2)
+    window = square_windows(to_points[:, None], (height, width), half_size)[:, 0, None]
+    return source + window * (moved - source)
+
+
+def keypoint_pixels(keypoints: Tensor) -> Tensor:
+    """long (..., 2) (row, column) of keypoints (..., 3) given as x, y, visible."""
+    return keypoints[..., :2].flip(-1).floor().long()
+
+
+def source_anchors(loaded: RunPairs, settings: LocalizationSettings,
+                   batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Per prototype of the run: the part it relies on most in its push image (long (P,), -1
+    where none or not projected), that image (P, C, H, W) and its part keypoints (P, N, 3)."""
+    records = loaded.run.records
+    push_set = build_dataset(loaded.run.config, "train", augment=False)
+    batch = collate([push_set[record.sample_index] for record in records])
+    ids = torch.tensor([record.prototype for record in records])
+    sources = EvaluationPairs(
+        images=batch["image"], indices=torch.tensor([r.sample_index for r in records]),
+        ground_truth={key: batch[key] for key in ("part_masks", "part_keypoints")},
+        part_names=(), rows=torch.arange(len(records)), prototypes=ids)
+    scores, visible = score_pair_parts(loaded.model, sources,
+                                       similarity_at=settings.similarity_at, fill=settings.fill,
+                                       batch_size=batch_size, device=loaded.run.device,
+                                       progress=False)
+    count = loaded.model.prototype_class_identity.shape[0]
+    home = torch.full((count,), -1, dtype=torch.long)
+    home[ids] = responsible_parts(scores, visible)
+    images = torch.zeros((count, *batch["image"].shape[1:]))
+    images[ids] = batch["image"]
+    keypoints = torch.zeros((count, *batch["part_keypoints"].shape[1:]), dtype=torch.float64)
+    keypoints[ids] = batch["part_keypoints"].double()
+    return home, images, keypoints
+
+
+def transplant_scores(loaded: RunPairs, anchors: tuple[Tensor, Tensor, Tensor], keypoints: Tensor,
+                      half_size: float, similarity_at: str, batch_size: int) -> Tensor:
+    """float (M, N): the prototype's similarity in its push image after each part's square of
+    the pair's test image replaced the square of the prototype's source part (meaningless
+    where the prototype has no source part, ``anchors[0]`` -1)."""
+    home, source_images, source_keypoints = anchors
+    pairs, device = loaded.pairs, loaded.run.device
+    parts = keypoints.shape[1]
+    every = torch.arange(home.shape[0])
+    to_point = keypoint_pixels(source_keypoints[every, home.clamp_min(0)])  # (P, 2)
+    scores = []
+    for start in range(0, len(pairs), batch_size):
+        ids = pairs.prototypes[start:start + batch_size]
+        tests = pairs.images[pairs.rows[start:start + batch_size]]
+        from_points = keypoint_pixels(keypoints[start:start + batch_size])  # (B, N, 2)
+        images = transplant(tests.repeat_interleave(parts, dim=0).to(device),
+                            source_images[ids].repeat_interleave(parts, dim=0).to(device),
+                            from_points.flatten(0, 1).to(device),
+                            to_point[ids].repeat_interleave(parts, dim=0).to(device), half_size)
+        repeated = ids.repeat_interleave(parts).to(device)
+        scores.append(PairScores(loaded.model, images, repeated, similarity_at)
+                      .reference.view(-1, parts).cpu())
+    return torch.cat(scores).double()
+
+
 def bound_run(run_dir: Path, ratios: list[float], images_per_prototype: int | None,
-              batch_size: int) -> dict[str, dict[str, float]]:
-    """Upsampling's consistency and the bound for each ratio on one run's pairs:
+              batch_size: int, pick_ratio: float) -> dict[str, dict[str, float]]:
+    """Upsampling's consistency, the bound for each ratio and the picks on one run's pairs:
     ``{row: {"consistency": value}}`` (``upsample``, ``oracle_consistency (model)`` from the
-    benchmark code as a check, and ``bound, ratio R``)."""
+    benchmark code as a check, ``bound, ratio R`` and ``pick at ratio R: RULE``)."""
     loaded = load_run_pairs(run_dir, images_per_prototype)
     pairs, device = loaded.pairs, loaded.run.device
     if "part_keypoints" not in pairs.ground_truth:
@@ -80,14 +189,37 @@ def bound_run(run_dir: Path, ratios: list[float], images_per_prototype: int | No
     keypoints = pairs.ground_truth["part_keypoints"][pairs.rows].double()
     half_size = settings.half_size or scaled_half_sizes(tuple(pairs.images.shape[-2:]))
     groups = torch.unique(pairs.prototypes, return_inverse=True)[1]
-    rows = {"upsample": {"consistency": upsample["consistency"]},
-            "oracle_consistency (model)": {"consistency": upsample["oracle_consistency"]}}
-    for ratio in ratios:
-        hits = union_of_hits(relied_on_parts(scores, visible, ratio), keypoints, half_size)
+
+    def consistency(hits: Tensor) -> dict[str, float]:
         consistent = prototype_consistency(hits, keypoints[..., 2] > 0, groups,
                                            int(groups.max()) + 1,
                                            settings.consistency_threshold)
-        rows[f"bound, ratio {ratio:g}"] = {"consistency": float(consistent.double().mean())}
+        return {"consistency": float(consistent.double().mean())}
+
+    rows = {"upsample": {"consistency": upsample["consistency"]},
+            "oracle_consistency (model)": {"consistency": upsample["oracle_consistency"]}}
+    for ratio in ratios:
+        rows[f"bound, ratio {ratio:g}"] = consistency(
+            union_of_hits(relied_on_parts(scores, visible, ratio), keypoints, half_size))
+
+    masks = pairs.ground_truth["part_masks"]
+    complement = dataclasses.replace(pairs, ground_truth={**pairs.ground_truth,
+                                                          "part_masks": ~masks})
+    kept_drop, _ = score_pair_parts(loaded.model, complement,
+                                    similarity_at=settings.similarity_at, fill=settings.fill,
+                                    batch_size=batch_size, device=device, progress=False)
+    anchors = source_anchors(loaded, settings, batch_size)
+    home = anchors[0][pairs.prototypes]
+    is_home = torch.arange(scores.shape[1])[None] == home[:, None]
+    transplanted = transplant_scores(loaded, anchors, keypoints, half_size[0],
+                                     settings.similarity_at, batch_size)
+    anchored = (home >= 0)[:, None]  # else the occlusion scores pick the most relied-on part
+    relied = relied_on_parts(scores, visible, pick_ratio)
+    for rule, cue in (("preservation", -kept_drop.double()),
+                      ("source part", scores.double().masked_fill(is_home, float("inf"))),
+                      ("transplant", torch.where(anchored, transplanted, scores.double()))):
+        rows[f"pick at ratio {pick_ratio:g}: {rule}"] = consistency(
+            picked_hits(pick_relied_on_part(relied, cue), keypoints, half_size))
     return rows
 
 
@@ -120,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ratios", default="1,0.75,0.5,0.25",
                         help="comma-separated shares of the largest occlusion score in (0, 1]")
     add_images_per_prototype(parser, default=3)
+    parser.add_argument("--pick-ratio", type=float, default=0.5,
+                        help="the picks choose among parts relied on at least this share of "
+                             "the most relied-on one, in (0, 1] (default 0.5)")
     parser.add_argument("--batch-size", type=int, default=16, help="pairs per batch")
     parser.add_argument("--out", type=Path, required=True, help="output path without extension")
     args = parser.parse_args(argv)
@@ -129,11 +264,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--ratios takes numbers in (0, 1], got {args.ratios!r}")
     if not all(0 < ratio <= 1 for ratio in ratios):
         parser.error(f"--ratios takes numbers in (0, 1], got {args.ratios!r}")
+    if not 0 < args.pick_ratio <= 1:
+        parser.error(f"--pick-ratio takes a number in (0, 1], got {args.pick_ratio:g}")
     missing = [str(run) for run in args.runs if not (run / "checkpoint.pt").is_file()]
     if missing:
         parser.error(f"not a trained run (no checkpoint.pt): {', '.join(missing)}")
 
-    per_run = {str(run): bound_run(run, ratios, args.images_per_prototype, args.batch_size)
+    per_run = {str(run): bound_run(run, ratios, args.images_per_prototype, args.batch_size,
+                                   args.pick_ratio)
                for run in args.runs}
     comparisons: dict[str, Any] = {}
     for name in next(iter(per_run.values())):
@@ -141,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             compared = compare_across_runs(list(per_run.values()), name, "upsample",
                                            ["consistency"])
             comparisons[name] = compared.get("consistency")
-    record = {"runs": per_run, "ratios": ratios,
+    record = {"runs": per_run, "ratios": ratios, "pick_ratio": args.pick_ratio,
               "images_per_prototype": args.images_per_prototype,
               "comparison_with_upsample": comparisons}
     publish_report(args.out, table(per_run, {k: v for k, v in comparisons.items() if v}), record)

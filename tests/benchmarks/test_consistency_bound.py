@@ -1,5 +1,7 @@
-"""The consistency bound: relied-on parts, the union of their Huang boxes' hits, and a tiny
-run end to end (ratio 1 is the benchmark's oracle; a lower ratio never lowers the bound)."""
+"""The consistency bound: relied-on parts, the union of their Huang boxes' hits, the one-part
+picks (a cue's choice among relied-on parts, the transplant into the push image), and a tiny
+run end to end (ratio 1 is the benchmark's oracle; a lower ratio never lowers the bound; a
+pick never beats the bound at its ratio)."""
 
 import json
 import sys
@@ -42,6 +44,41 @@ def test_union_of_hits_takes_every_box_around_a_relied_on_keypoint():
                              [False, False, False, False]]
 
 
+def test_a_pick_takes_the_relied_on_part_with_the_highest_cue_and_hits_around_it():
+    relied = torch.tensor([[True, False, True, False],
+                           [False, False, False, False],
+                           [False, True, True, True]])
+    cue = torch.tensor([[0.1, 9.0, 0.5, 0.0],  # part 1 has the highest cue but is not relied on
+                        [1.0, 2.0, 3.0, 4.0],
+                        [0.0, 0.7, 0.7, 0.2]])  # a tie: the first part
+    parts = consistency_bound.pick_relied_on_part(relied, cue)
+    assert parts.tolist() == [2, -1, 1]
+    keypoints = torch.tensor([[[10.0, 10.0, 1.0], [15.0, 10.0, 1.0], [40.0, 10.0, 1.0],
+                               [42.0, 10.0, 1.0]]]).repeat(3, 1, 1)
+    hits = consistency_bound.picked_hits(parts, keypoints, (6.0, 6.0))
+    assert hits.tolist() == [[False, False, True, True],  # part 3 lies 2 px from part 2
+                             [False, False, False, False],  # no pick hits nothing
+                             [True, True, False, False]]
+
+
+def test_transplant_moves_the_test_square_onto_the_source_point_and_nothing_else():
+    test = torch.zeros(2, 3, 12, 12)
+    test[0, :, 2, 3] = 1.0  # the first test image's candidate pixel
+    test[1, :, 9, 9] = 0.5
+    source = torch.full((2, 3, 12, 12), 0.25)
+    moved = consistency_bound.transplant(test, source, torch.tensor([[2, 3], [9, 9]]),
+                                         torch.tensor([[6, 6], [1, 1]]), half_size=1.0)
+    # the 3x3 square around the target point now holds the test pixels around the candidate
+    assert moved[0, :, 6, 6].tolist() == [1.0, 1.0, 1.0]
+    assert moved[0, :, 5:8, 5:8].sum() == 3.0
+    assert moved[1, :, 1, 1].tolist() == [0.5, 0.5, 0.5]
+    assert moved[1, :, 0:3, 0:3].sum() == 1.5
+    outside = torch.ones(12, 12, dtype=torch.bool)
+    outside[5:8, 5:8] = False
+    assert (moved[0][:, outside] == 0.25).all()
+    assert consistency_bound.keypoint_pixels(torch.tensor([[3.7, 2.2, 1.0]])).tolist() == [[2, 3]]
+
+
 @pytest.mark.slow
 def test_on_a_tiny_run_ratio_one_is_the_oracle_and_lower_ratios_bound_higher(tmp_path):
     run_dir = tmp_path / "run"
@@ -63,6 +100,8 @@ def test_on_a_tiny_run_ratio_one_is_the_oracle_and_lower_ratios_bound_higher(tmp
     assert values["bound, ratio 1"] == values["oracle_consistency (model)"] > 0
     assert values["bound, ratio 1"] <= values["bound, ratio 0.5"] <= values["bound, ratio 0.01"]
     assert 0.0 <= values["upsample"] <= 1.0
+    for rule in ("preservation", "source part", "transplant"):  # one part among the relied-on
+        assert 0.0 <= values[f"pick at ratio 0.5: {rule}"] <= values["bound, ratio 0.5"]
     table = out.with_suffix(".md").read_text()
     assert "| bound, ratio 0.5 |" in table and "| n/a |" in table  # one run: no spread
 
@@ -70,6 +109,7 @@ def test_on_a_tiny_run_ratio_one_is_the_oracle_and_lower_ratios_bound_higher(tmp
 def test_bad_ratios_and_untrained_runs_are_refused(tmp_path, capsys):
     for arguments, message in ((["--ratios", "1,0"], "--ratios takes numbers in (0, 1]"),
                                (["--ratios", "half"], "--ratios takes numbers in (0, 1]"),
+                               (["--pick-ratio", "0"], "--pick-ratio takes a number in (0, 1]"),
                                ([], "not a trained run")):
         with pytest.raises(SystemExit) as stop:
             consistency_bound.main([str(tmp_path), *arguments, "--out", str(tmp_path / "x")])
