@@ -59,7 +59,12 @@ from protoexplain.data.collate import collate
 from protoexplain.factory import build_dataset
 from protoexplain.metrics.localization import LocalizationSettings, evaluate_localization
 from protoexplain.metrics.pairs import EvaluationPairs
-from protoexplain.metrics.parts import keypoint_hits, prototype_consistency, scaled_half_sizes
+from protoexplain.metrics.parts import (
+    keypoint_hits,
+    part_box_hits,
+    prototype_consistency,
+    scaled_half_sizes,
+)
 from protoexplain.metrics.prototype_parts import responsible_parts, score_pair_parts
 from protoexplain.metrics.scores import PairScores
 from protoexplain.pipeline import metric_settings
@@ -86,15 +91,6 @@ def pick_relied_on_part(relied: Tensor, cue: Tensor) -> Tensor:
     highest (first on ties), -1 for a pair that relies on none."""
     picked = cue.masked_fill(~relied, float("-inf")).argmax(dim=1)
     return picked.where(relied.any(dim=1), -1)
-
-
-def picked_hits(parts: Tensor, keypoints: Tensor, half_size: tuple[float, float]) -> Tensor:
-    """bool (M, N): the parts hit by the Huang box on the keypoint of each pair's picked part
-    (``parts`` long (M,); -1 hits nothing)."""
-    relied = torch.zeros(keypoints.shape[:2], dtype=torch.bool)
-    chosen = parts >= 0
-    relied[chosen.nonzero().squeeze(1), parts[chosen]] = True
-    return union_of_hits(relied, keypoints, half_size)
 
 
 def transplant(test: Tensor, source: Tensor, from_points: Tensor, to_points: Tensor,
@@ -219,7 +215,7 @@ def bound_run(run_dir: Path, ratios: list[float], images_per_prototype: int | No
                       ("source part", scores.double().masked_fill(is_home, float("inf"))),
                       ("transplant", torch.where(anchored, transplanted, scores.double()))):
         rows[f"pick at ratio {pick_ratio:g}: {rule}"] = consistency(
-            picked_hits(pick_relied_on_part(relied, cue), keypoints, half_size))
+            part_box_hits(keypoints, pick_relied_on_part(relied, cue), half_size))
     return rows
 
 

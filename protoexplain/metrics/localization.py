@@ -71,7 +71,7 @@ from protoexplain.metrics.parts import (
     CONSISTENCY_THRESHOLD,
     NOISE_BOUND,
     NOISE_STD,
-    keypoint_hits,
+    part_box_hits,
     part_hits,
     perturb_images,
     prototype_consistency,
@@ -191,16 +191,6 @@ def _add_part_hits(results: _Accumulator, maps: Tensor, noisy_maps: Tensor | Non
     return hits
 
 
-def _oracle_hits(keypoints: Tensor, responsible: Tensor, half_size: tuple[float, float]
-                 ) -> Tensor:
-    """Part hits (B, N) of the box centred on each pair's responsible part's keypoint (none
-    where no part is responsible)."""
-    part = responsible.clamp(min=0)
-    rows = torch.arange(len(part), device=part.device)
-    centres = keypoints[rows, part, :2].flip(-1)  # (x, y) -> (row y, column x)
-    return keypoint_hits(centres, keypoints, half_size) & (responsible >= 0)[:, None]
-
-
 def _add_responsible_part_hits(results: _Accumulator, hits: Tensor, keypoints: Tensor,
                                 responsible: Tensor, noisy_responsible: Tensor | None,
                                 half_size: tuple[float, float]) -> None:
@@ -210,9 +200,10 @@ def _add_responsible_part_hits(results: _Accumulator, hits: Tensor, keypoints: T
     rows = torch.arange(len(responsible), device=responsible.device)
     results.add("responsible_part_hit", hits[rows, responsible.clamp(min=0)].float()
                 .where(responsible >= 0, torch.nan))
-    results.add("oracle_hits", _oracle_hits(keypoints, responsible, half_size))
+    results.add("oracle_hits", part_box_hits(keypoints, responsible, half_size))
     if noisy_responsible is not None:
-        results.add("noisy_oracle_hits", _oracle_hits(keypoints, noisy_responsible, half_size))
+        results.add("noisy_oracle_hits",
+                    part_box_hits(keypoints, noisy_responsible, half_size))
 
 
 def _add_part_region_metrics(results: _Accumulator, maps: Tensor, boxes: Tensor,

@@ -65,6 +65,18 @@ def keypoint_hits(centres: Tensor, keypoints: Tensor, half_size: tuple[float, fl
     return inside_y & inside_x & (keypoints[..., 2] > 0)
 
 
+def part_box_hits(keypoints: Tensor, parts: Tensor, half_size: tuple[float, float]) -> Tensor:
+    """Which parts the box centred on each pair's chosen part's keypoint hits: bool (B, N).
+
+    keypoints: (B, N, 3) as for :func:`keypoint_hits`; parts: long (B,) the chosen part of
+    each pair, -1 for none (that pair hits nothing). The oracle box of the localization
+    metrics (``parts``: the part the prototype relies on in each image)."""
+    part = parts.clamp(min=0)
+    rows = torch.arange(len(part), device=part.device)
+    centres = keypoints[rows, part, :2].flip(-1)  # (x, y) -> (row y, column x)
+    return keypoint_hits(centres, keypoints, half_size) & (parts >= 0)[:, None]
+
+
 def part_hits(maps: Tensor, keypoints: Tensor, half_size: tuple[float, float]) -> Tensor:
     """Which parts each map's peak region hits: :func:`keypoint_hits` around the peaks of
     ``maps`` (B, H, W); half_size e.g. from :func:`scaled_half_sizes`."""

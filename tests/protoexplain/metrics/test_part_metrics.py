@@ -10,6 +10,7 @@ import torch
 from protoexplain.metrics.parts import (
     keypoint_hits,
     map_peaks,
+    part_box_hits,
     part_hits,
     perturb_images,
     prototype_consistency,
@@ -107,3 +108,13 @@ def test_noise_is_added_in_normalised_space_clipped_at_the_bound_and_not_clipped
     assert torch.equal(noisy, again)
     bright = perturb_images(torch.ones(1, 3, 16, 16), torch.ones(3), noise_std=1.0, bound=1.0)
     assert bright.max() > 1.0
+
+
+def test_the_box_on_a_chosen_part_hits_the_parts_around_its_keypoint_and_none_hits_nothing():
+    # keypoints (x, y, visible): parts 0 and 1 are 5 px apart, part 3 lies 2 px from part 2
+    keypoints = torch.tensor([[[10.0, 10.0, 1.0], [15.0, 10.0, 1.0], [40.0, 10.0, 1.0],
+                               [42.0, 10.0, 1.0]]]).repeat(3, 1, 1)
+    hits = part_box_hits(keypoints, torch.tensor([2, -1, 1]), (6.0, 6.0))
+    assert hits.tolist() == [[False, False, True, True],
+                             [False, False, False, False],
+                             [True, True, False, False]]
