@@ -28,6 +28,13 @@ like a map's:
   the part whose transplant keeps the prototype's similarity highest is picked ("this looks
   like that", asked of the network).
 
+Those picks choose among perfect candidates, the parts' keypoints. ``--methods mdm`` asks
+what a learned mask's own candidates allow (:func:`method_rows`): the method's own peak, the
+transplant among the points of its map that MDM's occlusion peak tries (anchored at the
+method's own peak in the push image: no ground truth at all), and the candidate that hits the
+prototype's source part (ground truth: what a perfect anchor to that part would pick among
+those candidates).
+
 Each bound and pick is compared with upsampling by the rule of issue 4's bar
 (:func:`protoexplain.benchmark.compare_across_runs`: gain > seed spread and every seed's gain
 > 0). Where even the bound does not beat upsampling, no map that follows the parts the model
@@ -35,7 +42,7 @@ relies on can.
 
     PYTHONPATH=. python benchmarks/consistency_bound.py \\
         runs/seeds/fashion_protopnet_seed{0,1,2} --ratios 1,0.75,0.5,0.25 \\
-        --images-per-prototype 3 --pick-ratio 0.5 \\
+        --images-per-prototype 3 --pick-ratio 0.5 --methods mdm \\
         --out benchmarks/results/consistency_bound_fashion
 
 Prints a Markdown table and writes OUT.json and OUT.md.
@@ -53,7 +60,7 @@ import torch
 from study_io import RunPairs, add_images_per_prototype, load_run_pairs, publish_report
 from torch import Tensor
 
-from hdm.peak_choice import square_windows
+from hdm.peak_choice import map_candidates, square_windows
 from protoexplain.benchmark import compare_across_runs
 from protoexplain.data.collate import collate
 from protoexplain.factory import build_dataset
@@ -61,13 +68,16 @@ from protoexplain.metrics.localization import LocalizationSettings, evaluate_loc
 from protoexplain.metrics.pairs import EvaluationPairs
 from protoexplain.metrics.parts import (
     keypoint_hits,
+    map_peaks,
     part_box_hits,
     prototype_consistency,
     scaled_half_sizes,
 )
 from protoexplain.metrics.prototype_parts import responsible_parts, score_pair_parts
 from protoexplain.metrics.scores import PairScores
-from protoexplain.pipeline import metric_settings
+from protoexplain.pipeline import method_options, metric_settings
+from prototypes.learned_masks import LEARNED_MASK_METHODS
+from prototypes.localization import localize
 
 
 def relied_on_parts(scores: Tensor, visible: Tensor, ratio: float) -> Tensor:
@@ -139,36 +149,96 @@ def source_anchors(loaded: RunPairs, settings: LocalizationSettings,
     return home, images, keypoints
 
 
-def transplant_scores(loaded: RunPairs, anchors: tuple[Tensor, Tensor, Tensor], keypoints: Tensor,
-                      half_size: float, similarity_at: str, batch_size: int) -> Tensor:
-    """float (M, N): the prototype's similarity in its push image after each part's square of
-    the pair's test image replaced the square of the prototype's source part (meaningless
-    where the prototype has no source part, ``anchors[0]`` -1)."""
-    home, source_images, source_keypoints = anchors
+def transplant_scores(loaded: RunPairs, source_images: Tensor, candidates: Tensor,
+                      targets: Tensor, half_size: float, similarity_at: str,
+                      batch_size: int) -> Tensor:
+    """float (M, K): the prototype's similarity in its push image (``source_images`` (P, C, H,
+    W), one per prototype) after the square of the pair's test image around each candidate
+    (``candidates`` (M, K, 2) long (row, column)) replaced the square around the prototype's
+    target point (``targets`` (P, 2) long)."""
     pairs, device = loaded.pairs, loaded.run.device
-    parts = keypoints.shape[1]
-    every = torch.arange(home.shape[0])
-    to_point = keypoint_pixels(source_keypoints[every, home.clamp_min(0)])  # (P, 2)
+    count = candidates.shape[1]
     scores = []
     for start in range(0, len(pairs), batch_size):
         ids = pairs.prototypes[start:start + batch_size]
         tests = pairs.images[pairs.rows[start:start + batch_size]]
-        from_points = keypoint_pixels(keypoints[start:start + batch_size])  # (B, N, 2)
-        images = transplant(tests.repeat_interleave(parts, dim=0).to(device),
-                            source_images[ids].repeat_interleave(parts, dim=0).to(device),
-                            from_points.flatten(0, 1).to(device),
-                            to_point[ids].repeat_interleave(parts, dim=0).to(device), half_size)
-        repeated = ids.repeat_interleave(parts).to(device)
+        images = transplant(tests.repeat_interleave(count, dim=0).to(device),
+                            source_images[ids].repeat_interleave(count, dim=0).to(device),
+                            candidates[start:start + batch_size].flatten(0, 1).to(device),
+                            targets[ids].repeat_interleave(count, dim=0).to(device), half_size)
+        repeated = ids.repeat_interleave(count).to(device)
         scores.append(PairScores(loaded.model, images, repeated, similarity_at)
-                      .reference.view(-1, parts).cpu())
+                      .reference.view(-1, count).cpu())
     return torch.cat(scores).double()
 
 
+def localized_maps(loaded: RunPairs, method: str, images: Tensor, ids: Tensor,
+                   batch_size: int) -> Tensor:
+    """(B, H, W) on the CPU: ``method``'s maps (with the run's options for it) of prototype
+    ``ids[b]`` in ``images[b]``, computed on the run's device in batches."""
+    options = method_options(loaded.run.config, [method])[method]
+    device = loaded.run.device
+    return torch.cat([localize(loaded.model, images[start:start + batch_size].to(device),
+                               ids[start:start + batch_size].to(device), method=method,
+                               **options).maps.detach().float().cpu()
+                      for start in range(0, len(ids), batch_size)])
+
+
+def method_rows(loaded: RunPairs, method: str, anchors: tuple[Tensor, Tensor, Tensor],
+                keypoints: Tensor, half_size: tuple[float, float], similarity_at: str,
+                batch_size: int) -> tuple[dict[str, Tensor], float]:
+    """The part hits (bool (M, N)) of three points per pair of a method's map, and the share
+    of anchored pairs where one of the map's candidates reaches the prototype's source part.
+
+    The candidates are the points :func:`hdm.peak_choice.map_candidates` takes from the map
+    (those MDM's occlusion peak tries). Rows: ``its peak`` (the map's own, as the benchmark
+    scores it); ``transplant among its candidates``: the candidate whose square, pasted into
+    the push image over the method's own peak there, keeps the prototype's similarity highest
+    (the ``transplant`` pick with the method's candidates and anchor: no ground truth);
+    ``its candidate on the source part``: the first candidate whose Huang box hits the part
+    the prototype relies on most in its push image (ground truth: a perfect anchor to that
+    part). Pairs whose prototype has no source part, or no
+    candidate, keep the map's peak."""
+    pairs = loaded.pairs
+    home, source_images, _ = anchors
+    maps = localized_maps(loaded, method, pairs.images[pairs.rows], pairs.prototypes, batch_size)
+    prototypes = torch.arange(home.shape[0])
+    source_peaks = map_peaks(localized_maps(loaded, method, source_images, prototypes,
+                                            batch_size))
+    candidates, valid, _ = map_candidates(maps)
+    count = candidates.shape[1]
+    peaks = map_peaks(maps)
+    anchored = (home[pairs.prototypes] >= 0) & valid.any(dim=1)
+    rows = torch.arange(len(peaks))
+
+    def hits_at(points: Tensor) -> Tensor:
+        return keypoint_hits(points.to(keypoints.dtype), keypoints, half_size)
+
+    transplanted = transplant_scores(loaded, source_images, candidates, source_peaks,
+                                     half_size[0], similarity_at, batch_size)
+    best = transplanted.masked_fill(~valid, float("-inf")).argmax(dim=1)
+    by_transplant = torch.where(anchored[:, None], candidates[rows, best], peaks)
+    candidate_hits = keypoint_hits(candidates.flatten(0, 1).to(keypoints.dtype),
+                                   keypoints.repeat_interleave(count, dim=0),
+                                   half_size).view(len(peaks), count, -1)
+    on_source = (candidate_hits[rows, :, home[pairs.prototypes].clamp_min(0)] & valid
+                 & anchored[:, None])
+    by_source = torch.where(on_source.any(dim=1)[:, None],
+                            candidates[rows, on_source.int().argmax(dim=1)], peaks)
+    reached = float(on_source.any(dim=1).double().sum() / anchored.sum().clamp_min(1))
+    return {f"{method}: its peak": hits_at(peaks),
+            f"{method}: transplant among its candidates": hits_at(by_transplant),
+            f"{method}: its candidate on the source part": hits_at(by_source)}, reached
+
+
 def bound_run(run_dir: Path, ratios: list[float], images_per_prototype: int | None,
-              batch_size: int, pick_ratio: float) -> dict[str, dict[str, float]]:
-    """Upsampling's consistency, the bound for each ratio and the picks on one run's pairs:
-    ``{row: {"consistency": value}}`` (``upsample``, ``oracle_consistency (model)`` from the
-    benchmark code as a check, ``bound, ratio R`` and ``pick at ratio R: RULE``)."""
+              batch_size: int, pick_ratio: float, methods: list[str]
+              ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Upsampling's consistency, the bound for each ratio, the picks and each method's rows on
+    one run's pairs: ``{row: {"consistency": value}}`` (``upsample``, ``oracle_consistency
+    (model)`` from the benchmark code as a check, ``bound, ratio R``, ``pick at ratio R:
+    RULE`` and :func:`method_rows`' rows), and per method the share of pairs where one of its
+    candidates reaches the prototype's source part."""
     loaded = load_run_pairs(run_dir, images_per_prototype)
     pairs, device = loaded.pairs, loaded.run.device
     if "part_keypoints" not in pairs.ground_truth:
@@ -205,10 +275,14 @@ def bound_run(run_dir: Path, ratios: list[float], images_per_prototype: int | No
                                     similarity_at=settings.similarity_at, fill=settings.fill,
                                     batch_size=batch_size, device=device, progress=False)
     anchors = source_anchors(loaded, settings, batch_size)
-    home = anchors[0][pairs.prototypes]
+    source_home, _, source_keypoints = anchors
+    home = source_home[pairs.prototypes]
     is_home = torch.arange(scores.shape[1])[None] == home[:, None]
-    transplanted = transplant_scores(loaded, anchors, keypoints, half_size[0],
-                                     settings.similarity_at, batch_size)
+    source_points = keypoint_pixels(
+        source_keypoints[torch.arange(len(source_home)), source_home.clamp_min(0)])
+    transplanted = transplant_scores(loaded, anchors[1], keypoint_pixels(keypoints),
+                                     source_points, half_size[0], settings.similarity_at,
+                                     batch_size)
     anchored = (home >= 0)[:, None]  # else the occlusion scores pick the most relied-on part
     relied = relied_on_parts(scores, visible, pick_ratio)
     for rule, cue in (("preservation", -kept_drop.double()),
@@ -216,7 +290,12 @@ def bound_run(run_dir: Path, ratios: list[float], images_per_prototype: int | No
                       ("transplant", torch.where(anchored, transplanted, scores.double()))):
         rows[f"pick at ratio {pick_ratio:g}: {rule}"] = consistency(
             part_box_hits(keypoints, pick_relied_on_part(relied, cue), half_size))
-    return rows
+    reached = {}
+    for method in methods:
+        hits, reached[method] = method_rows(loaded, method, anchors, keypoints, half_size,
+                                            settings.similarity_at, batch_size)
+        rows.update({name: consistency(method_hits) for name, method_hits in hits.items()})
+    return rows, reached
 
 
 def table(per_run: dict[str, dict[str, dict[str, float]]],
@@ -251,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pick-ratio", type=float, default=0.5,
                         help="the picks choose among parts relied on at least this share of "
                              "the most relied-on one, in (0, 1] (default 0.5)")
+    parser.add_argument("--methods", default="",
+                        help="comma-separated learned-mask methods (e.g. mdm,hdm) whose own "
+                             "peaks and candidates are scored too (default: none)")
     parser.add_argument("--batch-size", type=int, default=16, help="pairs per batch")
     parser.add_argument("--out", type=Path, required=True, help="output path without extension")
     args = parser.parse_args(argv)
@@ -262,13 +344,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--ratios takes numbers in (0, 1], got {args.ratios!r}")
     if not 0 < args.pick_ratio <= 1:
         parser.error(f"--pick-ratio takes a number in (0, 1], got {args.pick_ratio:g}")
+    methods = [method for method in args.methods.split(",") if method]
+    unknown = [method for method in methods if method not in LEARNED_MASK_METHODS]
+    if unknown:
+        parser.error(f"--methods takes learned-mask methods ({', '.join(LEARNED_MASK_METHODS)}"
+                     f"), got {', '.join(unknown)}")
     missing = [str(run) for run in args.runs if not (run / "checkpoint.pt").is_file()]
     if missing:
         parser.error(f"not a trained run (no checkpoint.pt): {', '.join(missing)}")
 
-    per_run = {str(run): bound_run(run, ratios, args.images_per_prototype, args.batch_size,
-                                   args.pick_ratio)
+    results = {str(run): bound_run(run, ratios, args.images_per_prototype, args.batch_size,
+                                   args.pick_ratio, methods)
                for run in args.runs}
+    per_run = {run: rows for run, (rows, _) in results.items()}
+    reached = {run: shares for run, (_, shares) in results.items()}
     comparisons: dict[str, Any] = {}
     for name in next(iter(per_run.values())):
         if name != "upsample":
@@ -277,8 +366,14 @@ def main(argv: list[str] | None = None) -> int:
             comparisons[name] = compared.get("consistency")
     record = {"runs": per_run, "ratios": ratios, "pick_ratio": args.pick_ratio,
               "images_per_prototype": args.images_per_prototype,
-              "comparison_with_upsample": comparisons}
-    publish_report(args.out, table(per_run, {k: v for k, v in comparisons.items() if v}), record)
+              "comparison_with_upsample": comparisons,
+              "candidates_reach_source_part": reached}
+    text = table(per_run, {k: v for k, v in comparisons.items() if v})
+    for method in methods:
+        shares = ", ".join(f"{shares[method]:.3f}" for shares in reached.values())
+        text += (f"\nPairs where one of {method}'s candidates reaches the prototype's source "
+                 f"part, per run: {shares}\n")
+    publish_report(args.out, text, record)
     return 0
 
 

@@ -26,7 +26,7 @@ from hdm.maps import gaussian_bumps, normalize_maps
 from hdm.perturbation import blend, make_baseline
 from hdm.targets import Target
 
-__all__ = ["candidate_points", "choose_peak_by_occlusion", "square_windows"]
+__all__ = ["candidate_points", "choose_peak_by_occlusion", "map_candidates", "square_windows"]
 
 
 def candidate_points(maps: Tensor, step: int, count: int, min_relative: float,
@@ -65,6 +65,19 @@ def square_windows(points: Tensor, size: tuple[int, int], half_size: float) -> T
     inside_rows = (rows - points[..., 0, None, None]).abs() <= half_size
     inside_columns = (columns - points[..., 1, None, None]).abs() <= half_size
     return (inside_rows & inside_columns).float()
+
+
+def map_candidates(maps: Tensor, *, candidates: int = 8, grid_step: float = 0.08,
+                   region: float = 36 / 224, min_relative: float = 0.3,
+                   spacing: float = 1.0) -> tuple[Tensor, Tensor, float]:
+    """The points of ``maps`` (B, H, W) that :func:`choose_peak_by_occlusion` tries, with its
+    options (see there): ((B, candidates, 2) long (row, column), (B, candidates) bool valid,
+    the half side in pixels of the square around each point)."""
+    side = min(maps.shape[-2:])
+    step = max(1, round(grid_step * side))
+    half_size = region * side
+    points, valid = candidate_points(maps, step, candidates, min_relative, spacing * half_size)
+    return points, valid, half_size
 
 
 def choose_peak_by_occlusion(model: Callable[[Tensor], Any], images: Tensor, targets: Any,
@@ -108,10 +121,9 @@ def choose_peak_by_occlusion(model: Callable[[Tensor], Any], images: Tensor, tar
         raise ValueError(f"tolerance must lie in (0, 1], got {tolerance}")
     filled = make_baseline(images.detach(), baseline, blur_sigma)  # names a bad baseline
     batch, height, width = maps.shape
-    side = min(height, width)
-    step = max(1, round(grid_step * side))
-    half_size = region * side
-    points, valid = candidate_points(maps, step, candidates, min_relative, spacing * half_size)
+    points, valid, half_size = map_candidates(maps, candidates=candidates, grid_step=grid_step,
+                                              region=region, min_relative=min_relative,
+                                              spacing=spacing)
     windows = square_windows(points, (height, width), half_size)  # (B, K, H, W)
     target = Target(targets, batch, images.device)
     with explaining(model), torch.no_grad():  # one batch per candidate: one pass's memory

@@ -13,9 +13,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import consistency_bound  # noqa: E402
+from study_io import load_run_pairs  # noqa: E402
 
 from protoexplain.config import load_config  # noqa: E402
-from protoexplain.pipeline import train_and_report  # noqa: E402
+from protoexplain.metrics.localization import evaluate_localization  # noqa: E402
+from protoexplain.pipeline import metric_settings, train_and_report  # noqa: E402
 from tests.protoexplain.tiny_runs import tiny_run  # noqa: E402
 
 
@@ -84,13 +86,15 @@ def test_on_a_tiny_run_ratio_one_is_the_oracle_and_lower_ratios_bound_higher(tmp
         "localization.push_method=upsample",
         "localization.evaluation_methods=[upsample]",
         "localization.images_per_prototype=1",
+        "localization.method_options={mdm: {steps: 4}}",
     ])
     train_and_report(config, run_dir, progress=False)
     out = tmp_path / "bound"
-    consistency_bound.main([str(run_dir), "--ratios", "1,0.5,0.01",
+    consistency_bound.main([str(run_dir), "--ratios", "1,0.5,0.01", "--methods", "mdm",
                             "--images-per-prototype", "2", "--out", str(out)])
 
-    rows = json.loads(out.with_suffix(".json").read_text())["runs"][str(run_dir)]
+    record = json.loads(out.with_suffix(".json").read_text())
+    rows = record["runs"][str(run_dir)]
     values = {name: row["consistency"] for name, row in rows.items()}
     assert values["bound, ratio 1"] == values["oracle_consistency (model)"] > 0
     assert values["bound, ratio 1"] <= values["bound, ratio 0.5"] <= values["bound, ratio 0.01"]
@@ -100,11 +104,24 @@ def test_on_a_tiny_run_ratio_one_is_the_oracle_and_lower_ratios_bound_higher(tmp
     table = out.with_suffix(".md").read_text()
     assert "| bound, ratio 0.5 |" in table and "| n/a |" in table  # one run: no spread
 
+    # the method's own peak scores as the benchmark scores the method (the run's options)
+    loaded = load_run_pairs(run_dir, 2)
+    settings = metric_settings(loaded.run.config, stability=False, sanity=False,
+                               deletion_insertion=False)
+    benchmarked = evaluate_localization(loaded.model, loaded.pairs, "mdm", {"steps": 4},
+                                        settings=settings, progress=False)
+    assert values["mdm: its peak"] == pytest.approx(benchmarked["consistency"])
+    for row in ("transplant among its candidates", "its candidate on the source part"):
+        assert 0.0 <= values[f"mdm: {row}"] <= 1.0
+    assert 0.0 <= record["candidates_reach_source_part"][str(run_dir)]["mdm"] <= 1.0
+    assert "Pairs where one of mdm's candidates reaches" in table
+
 
 def test_bad_ratios_and_untrained_runs_are_refused(tmp_path, capsys):
     for arguments, message in ((["--ratios", "1,0"], "--ratios takes numbers in (0, 1]"),
                                (["--ratios", "half"], "--ratios takes numbers in (0, 1]"),
                                (["--pick-ratio", "0"], "--pick-ratio takes a number in (0, 1]"),
+                               (["--methods", "mdm,upsample"], "got upsample"),
                                ([], "not a trained run")):
         with pytest.raises(SystemExit) as stop:
             consistency_bound.main([str(tmp_path), *arguments, "--out", str(tmp_path / "x")])

@@ -7,7 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from hdm.peak_choice import candidate_points, choose_peak_by_occlusion, square_windows
+from hdm.peak_choice import (
+    candidate_points,
+    choose_peak_by_occlusion,
+    map_candidates,
+    square_windows,
+)
 from tests.hdm.hdm_models import BOX, IMAGE_SIZE, RegionModel
 
 
@@ -26,6 +31,22 @@ def test_candidates_are_the_highest_grid_points_apart_and_above_the_relative_flo
     _, valid = candidate_points(torch.zeros(1, 8, 8), step=4, count=2, min_relative=0.0,
                                 spacing=0)
     assert not valid.any()  # an empty map has no candidate
+
+
+def test_map_candidates_scale_the_grid_and_the_square_with_the_image():
+    maps = torch.zeros(2, 50, 100)
+    # on the grid of step 5 (rows and columns 2, 7, 12, ...); (17, 27) lies within 10 px of
+    # (12, 22)
+    maps[0, 12, 22], maps[0, 17, 27], maps[0, 32, 82], maps[1, 42, 42] = 1.0, 0.9, 0.8, 0.5
+    points, valid, half_size = map_candidates(maps, candidates=3, grid_step=0.1, region=0.2,
+                                              min_relative=0.3, spacing=1.0)
+    # the shorter side is 50 px: a grid step of 5 px and squares of half side 10 px, which the
+    # candidates lie more than apart
+    assert half_size == pytest.approx(10.0)
+    expected = candidate_points(maps, step=5, count=3, min_relative=0.3, spacing=10.0)
+    assert torch.equal(points, expected[0]) and torch.equal(valid, expected[1])
+    assert points[0][valid[0]].tolist() == [[12, 22], [32, 82]]
+    assert points[1][valid[1]].tolist() == [[42, 42]]
 
 
 def test_square_windows_cover_the_half_side_around_each_point_clipped_at_the_border():
