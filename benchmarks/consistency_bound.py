@@ -87,13 +87,20 @@ def relied_on_parts(scores: Tensor, visible: Tensor, ratio: float) -> Tensor:
     return visible & (scores > 0) & (scores >= ratio * best)
 
 
+def hits_around(centres: Tensor, keypoints: Tensor, half_size: tuple[float, float]) -> Tensor:
+    """bool (M, K, N): the parts hit by the Huang box around each of a pair's K centres
+    (M, K, 2) (row y, column x). keypoints: (M, N, 3) as x, y, visible."""
+    pairs, count = centres.shape[:2]
+    around = keypoint_hits(centres.flatten(0, 1).to(keypoints.dtype),
+                           keypoints.repeat_interleave(count, dim=0), half_size)
+    return around.view(pairs, count, -1)
+
+
 def union_of_hits(relied: Tensor, keypoints: Tensor, half_size: tuple[float, float]) -> Tensor:
     """bool (M, N): the parts hit by the Huang box centred on the keypoint of any relied-on
     part of the pair. keypoints: (M, N, 3) as x, y, visible."""
-    pairs, parts = relied.shape
-    centres = keypoints[..., :2].flip(-1).reshape(pairs * parts, 2)  # (row y, column x)
-    around = keypoint_hits(centres, keypoints.repeat_interleave(parts, dim=0), half_size)
-    return (around.view(pairs, parts, parts) & relied[:, :, None]).any(dim=1)
+    centres = keypoints[..., :2].flip(-1)  # (row y, column x)
+    return (hits_around(centres, keypoints, half_size) & relied[:, :, None]).any(dim=1)
 
 
 def pick_relied_on_part(relied: Tensor, cue: Tensor) -> Tensor:
@@ -197,8 +204,7 @@ def method_rows(loaded: RunPairs, method: str, anchors: tuple[Tensor, Tensor, Te
     (the ``transplant`` pick with the method's candidates and anchor: no ground truth);
     ``its candidate on the source part``: the first candidate whose Huang box hits the part
     the prototype relies on most in its push image (ground truth: a perfect anchor to that
-    part). Pairs whose prototype has no source part, or no
-    candidate, keep the map's peak."""
+    part). Pairs whose prototype has no source part, or no candidate, keep the map's peak."""
     pairs = loaded.pairs
     home, source_images, _ = anchors
     maps = localized_maps(loaded, method, pairs.images[pairs.rows], pairs.prototypes, batch_size)
@@ -206,7 +212,6 @@ def method_rows(loaded: RunPairs, method: str, anchors: tuple[Tensor, Tensor, Te
     source_peaks = map_peaks(localized_maps(loaded, method, source_images, prototypes,
                                             batch_size))
     candidates, valid, _ = map_candidates(maps)
-    count = candidates.shape[1]
     peaks = map_peaks(maps)
     anchored = (home[pairs.prototypes] >= 0) & valid.any(dim=1)
     rows = torch.arange(len(peaks))
@@ -218,9 +223,7 @@ def method_rows(loaded: RunPairs, method: str, anchors: tuple[Tensor, Tensor, Te
                                      half_size[0], similarity_at, batch_size)
     best = transplanted.masked_fill(~valid, float("-inf")).argmax(dim=1)
     by_transplant = torch.where(anchored[:, None], candidates[rows, best], peaks)
-    candidate_hits = keypoint_hits(candidates.flatten(0, 1).to(keypoints.dtype),
-                                   keypoints.repeat_interleave(count, dim=0),
-                                   half_size).view(len(peaks), count, -1)
+    candidate_hits = hits_around(candidates, keypoints, half_size)
     on_source = (candidate_hits[rows, :, home[pairs.prototypes].clamp_min(0)] & valid
                  & anchored[:, None])
     by_source = torch.where(on_source.any(dim=1)[:, None],
