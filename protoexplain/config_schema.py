@@ -112,7 +112,10 @@ def build(cls: type[T], data: Any, *, source: str | Path | None = None, prefix: 
                               f"{_closest(str(key), fields)}; allowed here: "
                               f"{', '.join(sorted(fields))}")
         values[key] = _coerce(value, hints[key], dotted, source)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as error:  # a dataclass's own check of its values
+        raise ConfigError(f"'{where}'{_describe(source)}: {error}") from None
 
 
 def to_dict(config: Any) -> Any:

@@ -2,7 +2,8 @@
 
 Source: Chen et al., NeurIPS 2019, Sec. 2.2; cfchen-duke/ProtoPNet ``train_and_test.py``
 (``_train_or_test`` with ``class_specific=True`` and ``use_l1_mask=True``, as ``main.py`` runs
-it) and ``settings.py`` (``coefs``).
+it) and ``settings.py`` (``coefs``). The optional feature-alignment term is Huang et al.,
+ICCV 2023 (:mod:`prototypes.feature_alignment`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from prototypes.feature_alignment import alignment_loss
 from prototypes.model import ProtoPNet, ProtoPNetOutput
 
 __all__ = ["LossCoefficients", "protopnet_loss"]
@@ -20,12 +22,23 @@ __all__ = ["LossCoefficients", "protopnet_loss"]
 @dataclass(frozen=True)
 class LossCoefficients:
     """Weights of the loss terms; defaults are the original's ``settings.py`` ``coefs``
-    (``crs_ent`` 1, ``clst`` 0.8, ``sep`` -0.08, ``l1`` 1e-4)."""
+    (``crs_ent`` 1, ``clst`` 0.8, ``sep`` -0.08, ``l1`` 1e-4).
+
+    ``alignment`` weighs Huang et al.'s shallow-deep feature alignment (0: off, as the
+    original ProtoPNet; their paper trains with 0.3) and ``alignment_margin`` is its free
+    margin (their 0.1); see :func:`prototypes.feature_alignment.alignment_loss`."""
 
     cross_entropy: float = 1.0
     cluster: float = 0.8
     separation: float = -0.08
     l1: float = 1e-4
+    alignment: float = 0.0
+    alignment_margin: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("alignment", "alignment_margin"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 def protopnet_loss(output: ProtoPNetOutput, labels: torch.Tensor, model: ProtoPNet,
@@ -44,8 +57,10 @@ def protopnet_loss(output: ProtoPNetOutput, labels: torch.Tensor, model: ProtoPN
       original, not part of ``total``);
     - ``l1``: ``sum |W * (1 - identity^T)|``, the L1 norm of the last-layer weights from
       prototypes to classes other than their own;
-    - ``total``: ``cross_entropy * ce + cluster * clst + separation * sep + l1 * l1`` with
-      the coefficients of ``coefs`` (the separation coefficient is negative).
+    - ``alignment`` (only when ``coefs.alignment`` is not 0): the feature-alignment term;
+    - ``total``: ``cross_entropy * ce + cluster * clst + separation * sep + l1 * l1``
+      (``+ alignment * alignment``) with the coefficients of ``coefs`` (the separation
+      coefficient is negative).
 
     Args:
         output: the model's output for the batch.
@@ -71,5 +86,14 @@ def protopnet_loss(output: ProtoPNetOutput, labels: torch.Tensor, model: ProtoPN
 
     total = (coefs.cross_entropy * cross_entropy + coefs.cluster * cluster
              + coefs.separation * separation + coefs.l1 * l1)
-    return {"total": total, "cross_entropy": cross_entropy, "cluster": cluster,
-            "separation": separation, "avg_separation": avg_separation, "l1": l1}
+    terms = {"cross_entropy": cross_entropy, "cluster": cluster, "separation": separation,
+             "avg_separation": avg_separation, "l1": l1}
+    if coefs.alignment != 0:
+        if output.shallow is None or output.trunk is None:
+            raise ValueError("the alignment loss needs the trunk's shallow map, which this "
+                             "model does not give (its trunk is not an nn.Sequential)")
+        terms["alignment"] = alignment_loss(output.shallow, output.trunk,
+                                            output.similarity_maps, labels,
+                                            model.prototype_classes, coefs.alignment_margin)
+        total = total + coefs.alignment * terms["alignment"]
+    return {"total": total, **terms}

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prototypes.feature_alignment import shallow_layer_index, trunk_maps
 from prototypes.prototype_network import PrototypeNetwork
 from prototypes.similarity import ACTIVATIONS, distance_to_similarity, squared_l2_distances
 
@@ -36,7 +37,10 @@ class ProtoPNetOutput:
     ``logits`` (B, K); ``similarity_maps`` (B, P, h, w) similarity at every latent position;
     ``similarities`` (B, P) max-pooled similarity (each prototype's score);
     ``min_distances`` (B, P); ``distance_maps`` (B, P, h, w) squared L2 distances;
-    ``latent`` (B, D, h, w) the add-on layers' output the prototypes live in.
+    ``latent`` (B, D, h, w) the add-on layers' output the prototypes live in; ``trunk``
+    (B, C, h, w) the trunk's output and ``shallow`` the output of its layer
+    ``ProtoPNet.shallow_index`` (``None`` without one), which the feature-alignment loss
+    compares (:mod:`prototypes.feature_alignment`).
     """
 
     logits: torch.Tensor
@@ -45,6 +49,8 @@ class ProtoPNetOutput:
     min_distances: torch.Tensor
     distance_maps: torch.Tensor
     latent: torch.Tensor
+    trunk: torch.Tensor | None = None
+    shallow: torch.Tensor | None = None
 
 
 def build_add_on_layers(kind: str, in_channels: int, prototype_dim: int) -> nn.Sequential:
@@ -123,6 +129,9 @@ class ProtoPNet(PrototypeNetwork):
         self.last_layer = nn.Linear(self.num_prototypes, num_classes, bias=False)
 
         self._finish(mean, std, incorrect_class_connection)
+        self.shallow_index = shallow_layer_index(self.features, self.image_size,
+                                                 self.latent_size)
+        """Top-level trunk child whose output the feature-alignment loss uses."""
 
     def latent(self, images: torch.Tensor) -> torch.Tensor:
         """(B, D, h, w) latent map of images (B, 3, H, W) in [0, 1]: trunk then add-on."""
@@ -142,12 +151,14 @@ class ProtoPNet(PrototypeNetwork):
         As the original's ``forward``: min-pool the distances over positions, turn the
         minima into similarities, and feed those to the last layer.
         """
-        latent = self.latent(images)
+        trunk, shallow = trunk_maps(self.features, self.normalize(images), self.shallow_index)
+        latent = self.add_on_layers(trunk)
         distance_maps = self.distances(latent)
         min_distances = distance_maps.flatten(2).min(dim=2).values
         similarities = self.similarity(min_distances)
         return ProtoPNetOutput(logits=self.last_layer(similarities),
                                similarity_maps=self.similarity(distance_maps),
                                similarities=similarities, min_distances=min_distances,
-                               distance_maps=distance_maps, latent=latent)
+                               distance_maps=distance_maps, latent=latent, trunk=trunk,
+                               shallow=shallow)
 

@@ -16,6 +16,7 @@ def test_defaults_follow_the_original_protopnet_settings():
     assert config.training.loss.cluster == 0.8
     assert config.training.loss.separation == -0.08
     assert config.training.loss.l1 == 1e-4
+    assert config.training.loss.alignment == 0.0  # Huang et al.'s term is off, as the original
     assert config.training.learning_rates.joint_features == 1e-4
     assert config.training.learning_rates.joint_prototypes == 3e-3
     assert config.training.learning_rates.last_layer == 1e-4
@@ -40,6 +41,16 @@ def test_unknown_key_names_the_dotted_key_and_the_file(tmp_path):
     assert "training.loss.clustr" in message
     assert str(path) in message
     assert "did you mean 'cluster'" in message
+
+
+def test_a_section_that_rejects_its_values_names_the_section_and_the_file(tmp_path):
+    path = write(tmp_path, "training:\n  loss: {alignment: -0.3}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert "'training.loss'" in message and str(path) in message
+    assert "alignment must be >= 0" in message
+    assert load_config(path, ["training.loss.alignment=0.3"]).training.loss.alignment == 0.3
 
 
 def test_wrong_type_is_an_error_naming_the_key(tmp_path):
