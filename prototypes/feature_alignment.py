@@ -60,16 +60,21 @@ def shallow_layer_index(trunk: nn.Module, image_size: tuple[int, int],
 def trunk_maps(trunk: nn.Sequential, images: torch.Tensor,
                shallow_index: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The trunk's output and the output of its child ``shallow_index`` (``None`` when the
-    index is ``None``), in one pass."""
+    index is ``None``), in one pass.
+
+    The trunk runs as a whole (so hooks on it fire, e.g. Grad-CAM's on ``features``); the
+    child's output is caught by a hook that lives for this call only.
+    """
     if shallow_index is None:
         return trunk(images), None
-    shallow = None
-    x = images
-    for index, child in enumerate(trunk):
-        x = child(x)
-        if index == shallow_index:
-            shallow = x
-    return x, shallow
+    caught: list[torch.Tensor] = []
+    handle = trunk[shallow_index].register_forward_hook(
+        lambda _module, _inputs, output: caught.append(output))
+    try:
+        output = trunk(images)
+    finally:
+        handle.remove()
+    return output, caught[-1]
 
 
 def fold_to(shallow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -86,3 +86,18 @@ def test_protopnet_loss_adds_the_term_only_when_weighted():
     output.shallow = None
     with pytest.raises(ValueError, match="shallow map"):
         protopnet_loss(output, labels, model, LossCoefficients(alignment=2.0))
+
+
+def test_trunk_maps_catch_the_shallow_map_and_keep_hooks_on_the_trunk():
+    model = make_model().eval()
+    images = torch.rand(2, 3, 16, 16)
+    calls = []
+    handle = model.features.register_forward_hook(lambda *_: calls.append(1))
+    output = model(images)
+    handle.remove()
+    assert calls == [1]  # a hook on the whole trunk still fires
+    normalized = model.normalize(images)
+    expected = model.features[:model.shallow_index + 1](normalized)
+    assert torch.equal(output.shallow, expected)
+    assert torch.equal(output.trunk, model.features(normalized))
+    assert not model.features[model.shallow_index]._forward_hooks  # the hook was removed
