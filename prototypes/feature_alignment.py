@@ -60,12 +60,13 @@ def shallow_layer_index(trunk: nn.Module, image_size: tuple[int, int],
 def trunk_maps(trunk: nn.Sequential, images: torch.Tensor,
                shallow_index: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The trunk's output and the output of its child ``shallow_index`` (``None`` when the
-    index is ``None``), in one pass.
+    index is ``None`` or beyond the trunk, as after a trunk was swapped for a shorter one), in
+    one pass.
 
     The trunk runs as a whole (so hooks on it fire, e.g. Grad-CAM's on ``features``); the
     child's output is caught by a hook that lives for this call only.
     """
-    if shallow_index is None:
+    if shallow_index is None or shallow_index >= len(trunk):
         return trunk(images), None
     caught: list[torch.Tensor] = []
     handle = trunk[shallow_index].register_forward_hook(

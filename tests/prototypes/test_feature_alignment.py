@@ -101,3 +101,10 @@ def test_trunk_maps_catch_the_shallow_map_and_keep_hooks_on_the_trunk():
     assert torch.equal(output.shallow, expected)
     assert torch.equal(output.trunk, model.features(normalized))
     assert not model.features[model.shallow_index]._forward_hooks  # the hook was removed
+
+
+def test_a_swapped_shorter_trunk_gives_no_shallow_map():
+    model = make_model().eval()
+    model.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1))  # shorter than the index
+    output = model(torch.rand(1, 3, 16, 16))
+    assert output.shallow is None and output.trunk.shape == (1, 8, 16, 16)
