@@ -183,6 +183,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     stages = schedule(config)
     lrs = config.training.learning_rates
     coefs = loss_coefficients(config)
+    if getattr(coefs, "alignment", 0):  # ProtoPNet's feature-alignment term
+        model.keep_shallow_map()
     optimizers = {phase: build_optimizer(model, phase, lrs)
                   for phase in ("warm", "joint", "last_layer")}
     pretrainer = BackbonePretrainer(model)

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prototypes.modes import evaluation_mode
+
 __all__ = ["alignment_loss", "fold_to", "shallow_layer_index", "trunk_maps"]
 
 
@@ -43,16 +45,11 @@ def shallow_layer_index(trunk: nn.Module, image_size: tuple[int, int],
     parameter = next(trunk.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     sides = []
-    was_training = trunk.training
-    trunk.eval()
-    try:
-        with torch.no_grad():
-            x = torch.zeros(1, 3, *image_size, device=device)
-            for child in trunk:
-                x = child(x)
-                sides.append(x.shape[-2])
-    finally:
-        trunk.train(was_training)
+    with evaluation_mode(trunk):
+        x = torch.zeros(1, 3, *image_size, device=device)
+        for child in trunk:
+            x = child(x)
+            sides.append(x.shape[-2])
     target = min(ratio * latent_size[0], max(sides))
     return max(i for i, side in enumerate(sides) if side >= target)
 

@@ -90,8 +90,10 @@ def protopnet_loss(output: ProtoPNetOutput, labels: torch.Tensor, model: ProtoPN
              "avg_separation": avg_separation, "l1": l1}
     if coefs.alignment != 0:
         if output.shallow is None or output.trunk is None:
-            raise ValueError("the alignment loss needs the trunk's shallow map, which this "
-                             "model does not give (its trunk is not an nn.Sequential)")
+            raise ValueError("the alignment loss needs the trunk's shallow map: call "
+                             "model.keep_shallow_map() before training (training runs do "
+                             "when training.loss.alignment is set; the trunk must be an "
+                             "nn.Sequential)")
         terms["alignment"] = alignment_loss(output.shallow, output.trunk,
                                             output.similarity_maps, labels,
                                             model.prototype_classes, coefs.alignment_margin)

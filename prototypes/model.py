@@ -39,7 +39,8 @@ class ProtoPNetOutput:
     ``min_distances`` (B, P); ``distance_maps`` (B, P, h, w) squared L2 distances;
     ``latent`` (B, D, h, w) the add-on layers' output the prototypes live in; ``trunk``
     (B, C, h, w) the trunk's output and ``shallow`` the output of its layer
-    ``ProtoPNet.shallow_index`` (``None`` without one), which the feature-alignment loss
+    ``ProtoPNet.shallow_index`` (``None`` unless :meth:`ProtoPNet.keep_shallow_map` was
+    called), which the feature-alignment loss
     compares (:mod:`prototypes.feature_alignment`).
     """
 
@@ -129,9 +130,16 @@ class ProtoPNet(PrototypeNetwork):
         self.last_layer = nn.Linear(self.num_prototypes, num_classes, bias=False)
 
         self._finish(mean, std, incorrect_class_connection)
+        self.shallow_index: int | None = None
+        """Top-level trunk child whose output ``forward`` also returns (``output.shallow``)
+        for the feature-alignment loss; ``None`` until :meth:`keep_shallow_map`."""
+
+    def keep_shallow_map(self) -> None:
+        """Make :meth:`forward` also return the trunk's shallow map, which the
+        feature-alignment loss needs (:func:`prototypes.feature_alignment.shallow_layer_index`
+        picks the layer). Off by default, so inference and localization pay nothing for it."""
         self.shallow_index = shallow_layer_index(self.features, self.image_size,
                                                  self.latent_size)
-        """Top-level trunk child whose output the feature-alignment loss uses."""
 
     def latent(self, images: torch.Tensor) -> torch.Tensor:
         """(B, D, h, w) latent map of images (B, 3, H, W) in [0, 1]: trunk then add-on."""

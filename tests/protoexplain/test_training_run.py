@@ -136,6 +136,14 @@ def test_training_and_loading_choose_kernels_by_the_configs_deterministic_flag(
     assert calls[1:] == [("cpu", False)]
 
 
+def test_a_run_with_the_alignment_term_keeps_the_shallow_map_and_logs_the_term(tmp_path):
+    result = train(tiny_config("training.loss.alignment=0.3"), tmp_path / "run",
+                   progress=False)
+    assert result.model.shallow_index is not None
+    last = result.history[-1]
+    assert last["train_alignment"] > 0 and last["val_alignment"] > 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("device", [
     "cpu",

@@ -20,6 +20,8 @@ from tests.prototypes.tiny_protopnet import make_model
 def test_shallow_layer_is_the_deepest_eight_times_finer(backbone, image_size, options, expected):
     model = ProtoPNet(backbone, 2, prototypes_per_class=1, prototype_dim=4,
                       image_size=image_size, backbone_options=options)
+    assert model.shallow_index is None  # off until asked for
+    model.keep_shallow_map()
     assert model.shallow_index == expected
     if backbone == "resnet18":
         assert list(model.features.named_children())[expected][0] == "layer1"
@@ -73,6 +75,8 @@ def test_protopnet_loss_adds_the_term_only_when_weighted():
     torch.manual_seed(0)
     model = make_model(num_classes=2, prototypes_per_class=2)
     images, labels = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 1, 0])
+    assert model(images).shallow is None  # not kept by default
+    model.keep_shallow_map()
     output = model(images)
     assert output.shallow is not None and output.shallow.shape[-1] == 16
     plain = protopnet_loss(output, labels, model)
@@ -90,6 +94,7 @@ def test_protopnet_loss_adds_the_term_only_when_weighted():
 
 def test_trunk_maps_catch_the_shallow_map_and_keep_hooks_on_the_trunk():
     model = make_model().eval()
+    model.keep_shallow_map()
     images = torch.rand(2, 3, 16, 16)
     calls = []
     handle = model.features.register_forward_hook(lambda *_: calls.append(1))
@@ -105,6 +110,7 @@ def test_trunk_maps_catch_the_shallow_map_and_keep_hooks_on_the_trunk():
 
 def test_a_swapped_shorter_trunk_gives_no_shallow_map():
     model = make_model().eval()
+    model.keep_shallow_map()
     model.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1))  # shorter than the index
     output = model(torch.rand(1, 3, 16, 16))
     assert output.shallow is None and output.trunk.shape == (1, 8, 16, 16)
