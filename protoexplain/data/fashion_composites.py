@@ -211,10 +211,14 @@ class FashionComposites(Dataset):
     - background: one of :data:`TEXTURES`, a random square crop of side uniform in
       [S, 4S] (capped at 512), turned by a multiple of 90 degrees, resized to S x S, multiplied
       by a dull random colour (each channel uniform in [0.3, 0.75]);
-    - object: the 28 x 28 Fashion-MNIST image, mirrored with probability 1/2, resized to a
-      square of side ``object_scale`` x S (uniform in the given range), placed uniformly
-      inside the frame and painted with :func:`paste_object` in a bright random colour
-      (channels uniform in [0.6, 1]), or white-to-grey when ``colour`` is False.
+    - object: the 28 x 28 Fashion-MNIST image, mirrored with probability 1/2 when ``mirror``
+      is True (the draw is made either way, so both settings give the same backgrounds,
+      sizes, positions and colours), resized to a square of side ``object_scale`` x S
+      (uniform in the given range), placed uniformly inside the frame and painted with
+      :func:`paste_object` in a bright random colour (channels uniform in [0.6, 1]), or
+      white-to-grey when ``colour`` is False. ``mirror=False`` shows every object in
+      Fashion-MNIST's own pose (garments from the front, shoes pointing left), so that a
+      grid cell below is also the same side of the garment in every image.
 
     ``mask_threshold`` (in 0-255 Fashion-MNIST units, default 10) decides which resized
     object pixels belong to the object: Fashion-MNIST backgrounds are 0, but resampling and
@@ -246,6 +250,7 @@ class FashionComposites(Dataset):
         mask_threshold: float = 10.0,
         colour: bool = True,
         grid_parts: int = 3,
+        mirror: bool = True,
     ) -> None:
         self.root = Path(root) if root is not None else FASHION_MNIST_DIR
         self.split = check_split(split)
@@ -262,6 +267,7 @@ class FashionComposites(Dataset):
         self.object_scale = (low, high)
         self.mask_threshold = float(mask_threshold)
         self.colour = colour
+        self.mirror = bool(mirror)
         if grid_parts < 0:
             raise ValueError(f"grid_parts must be >= 0, got {grid_parts}")
         self.grid_parts = int(grid_parts)
@@ -309,7 +315,7 @@ class FashionComposites(Dataset):
 
         size = self.image_size
         intensity = self._images[source].astype(np.float32) / 255.0
-        flipped = bool(rng.random() < 0.5)
+        flipped = bool(rng.random() < 0.5) and self.mirror
         if flipped:
             intensity = intensity[:, ::-1]
         side = int(np.clip(round(rng.uniform(*self.object_scale) * size), 1, size))

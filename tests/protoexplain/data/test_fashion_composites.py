@@ -117,6 +117,43 @@ def test_a_mirrored_object_keeps_its_part_names():
     assert torch.equal(mirrored[6], plain[8])
     assert plain[5].nonzero().min(dim=0).values.tolist() == [4, 8]  # middle-right: rows 4-7
 
+def _write_left_heavy(root, n: int = 24) -> None:
+    """Stand-in official files whose every object is an L: a tall bar on the left of the
+    frame and a short bar along its top, so a mirrored object is heavier on its right."""
+    root.mkdir(parents=True, exist_ok=True)
+    images = np.zeros((n, 28, 28), dtype=np.uint8)
+    images[:, 4:24, 4:12] = 200
+    images[:, 4:8, 12:24] = 200
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    for part in ("train", "t10k"):
+        (root / f"{part}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(images)))
+        (root / f"{part}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(labels)))
+
+
+def _heavier_side(mask: torch.Tensor) -> str:
+    cols = torch.nonzero(mask, as_tuple=True)[1].float()
+    middle = (cols.min() + cols.max()) / 2
+    return "left" if (cols < middle).sum() > (cols > middle).sum() else "right"
+
+
+def test_mirror_false_keeps_every_object_unmirrored_and_changes_nothing_else(tmp_path):
+    _write_left_heavy(tmp_path)
+    mirrored = FashionComposites(tmp_path, "test", image_size=40)
+    upright = FashionComposites(tmp_path, "test", image_size=40, mirror=False)
+    sides = []
+    for index in range(len(upright)):
+        plain, maybe = upright[index], mirrored[index]
+        assert _heavier_side(plain["object_mask"]) == "left"
+        sides.append(_heavier_side(maybe["object_mask"]))
+        assert torch.equal(plain["boxes"], maybe["boxes"])  # same size and place
+        background = ~plain["object_mask"] & ~maybe["object_mask"]
+        assert torch.equal(plain["image"][:, background], maybe["image"][:, background])
+        if sides[-1] == "left":  # not mirrored: the very same item
+            assert torch.equal(plain["image"], maybe["image"])
+            assert torch.equal(plain["part_keypoints"], maybe["part_keypoints"])
+    assert "right" in sides and "left" in sides
+
+
 def test_box_is_tight_around_the_object_mask(official):
     data = FashionComposites(official, "test", image_size=48)
     for index in range(len(data)):
