@@ -11,6 +11,13 @@ run, so an interrupted study continues). Prints Markdown tables and writes ``OUT
 and ``OUT.md``: the headline metrics of every method (mean ± std over seeds), whether
 ``--method`` beats ``--baseline`` by more than the seed spread, and the full table.
 ``--from-json OUT.json`` rewrites the tables from saved results without running anything.
+Given several saved studies of the same config and settings (the same seeds trained on other
+machines, say, which give other models), ``--from-json A.json B.json ...`` pools their runs
+into one table, each run named ``STEM:SEED`` after its file, so that a verdict can rest on
+more training runs than one study has::
+
+    python benchmarks/localization_seeds.py --from-json benchmarks/results/A.json \
+        benchmarks/results/B.json --out benchmarks/results/pooled
 """
 
 from __future__ import annotations
@@ -76,7 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--from-json",
         type=Path,
-        help="rewrite OUT.md (and print it) from this saved OUT.json instead of running",
+        nargs="+",
+        help="rewrite OUT.md (and print it) from this saved OUT.json instead of running; "
+        "several files of the same config and settings are pooled into one table",
     )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -166,6 +175,57 @@ def write_report(summary: dict, out: Path, method: str, baseline: str) -> None:
     publish_report(out, text, _finite({**summary, "comparison": comparison}))
 
 
+POOLED_SETTINGS = ("config", "images_per_prototype", "overrides")
+"""What saved studies must share to be pooled into one table."""
+
+
+def pool_studies(paths: list[Path]) -> dict:
+    """One summary of several saved studies (``OUT.json`` files): one file's summary as it
+    is; several files' runs side by side, each run named ``STEM:SEED``, restricted to the
+    methods every file has and aggregated anew.
+
+    Raises ValueError, naming the files, when they differ in a setting of
+    :data:`POOLED_SETTINGS` (``--set seed=...`` aside) or share no method."""
+    studies = {}
+    for path in paths:
+        try:
+            studies[path] = _nan_for_null(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"cannot read saved study {path}: {error}") from None
+    if len(studies) == 1:
+        return next(iter(studies.values()))
+    first_path, first = next(iter(studies.items()))
+    for path, study in studies.items():
+        for key in POOLED_SETTINGS:
+            mine, theirs = study.get(key), first.get(key)
+            if key == "overrides":
+                mine, theirs = sorted(mine or []), sorted(theirs or [])
+            if mine != theirs:
+                raise ValueError(f"{path} and {first_path} differ in {key!r} ({mine!r} against "
+                                 f"{theirs!r}): only studies of the same config and settings "
+                                 "can be pooled")
+    methods = [m for m in first["methods"] if all(m in s["methods"] for s in studies.values())]
+    if not methods:
+        raise ValueError(f"{', '.join(map(str, paths))} share no method")
+    per_seed = {
+        f"{path.stem}:{seed}": {method: values[method] for method in methods}
+        for path, study in studies.items()
+        for seed, values in study["per_seed"].items()
+    }
+    if len(per_seed) != sum(len(s["per_seed"]) for s in studies.values()):
+        raise ValueError("two of the files have the same name: rename one to pool them")
+    environments = dict.fromkeys(s.get("environment", "") for s in studies.values())
+    return {
+        **{key: first.get(key) for key in POOLED_SETTINGS},
+        "seeds": list(per_seed),
+        "methods": methods,
+        "environment": "; ".join(e for e in environments if e),
+        "pooled_from": [str(path) for path in paths],
+        "per_seed": per_seed,
+        "aggregate": aggregate_runs(list(per_seed.values())),
+    }
+
+
 QUALITY = {"test_accuracy", "test_auroc"}
 """Test metrics of a run: single-label runs report accuracy, multi-label ones mean AUROC."""
 CACHE_NAME = "seed_study.json"
@@ -220,7 +280,11 @@ def cached_benchmark(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_json is not None:
-        summary = _nan_for_null(json.loads(args.from_json.read_text()))
+        try:
+            summary = pool_studies(args.from_json)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         write_report(summary, args.out, args.method, args.baseline)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")

@@ -243,8 +243,8 @@ def compare_across_runs(runs: Sequence[Mapping[str, Mapping[str, float]]], metho
     Per metric: ``gain``, the difference of the means, signed so that positive is better
     (lower-is-better metrics are negated); ``spread``, the larger of the two methods' sample
     standard deviations over runs; ``worst_gain``, the smallest per-run gain (the same model
-    and pairs in each run); ``beats``, 1.0 when ``gain > spread`` and ``worst_gain > 0``
-    (NaN with fewer than two runs).
+    and pairs in each run); ``wins``, how many runs have a positive gain; ``beats``, 1.0 when
+    ``gain > spread`` and ``worst_gain > 0`` (NaN with fewer than two runs).
     """
     comparison: dict[str, dict[str, float]] = {}
     for metric in (m for m in metrics if m not in MODEL_LEVEL):
@@ -260,6 +260,7 @@ def compare_across_runs(runs: Sequence[Mapping[str, Mapping[str, float]]], metho
         gain, worst = float(gains.mean()), float(gains.min())
         comparison[metric] = {
             "gain": gain, "spread": spread, "worst_gain": worst,
+            "wins": float((gains > 0).sum()),
             "beats": float(gain > spread and worst > 0) if math.isfinite(spread) else math.nan,
             "runs": float(values.shape[0]),
         }
@@ -270,9 +271,10 @@ def comparison_table(comparison: Mapping[str, Mapping[str, float]], method: str,
                      baseline: str) -> str:
     """Markdown table of :func:`compare_across_runs`."""
     lines = [f"| metric | gain of {method} over {baseline} | seed spread | worst seed's gain "
-             "| beats by more than the spread |", "|---|---:|---:|---:|---|"]
+             "| seeds won | beats by more than the spread |", "|---|---:|---:|---:|---:|---|"]
     for metric, row in comparison.items():
         verdict = "n/a" if math.isnan(row["beats"]) else ("yes" if row["beats"] else "no")
         lines.append(f"| {_label(metric)} | {row['gain']:+.3f} | {row['spread']:.3f} | "
-                     f"{row['worst_gain']:+.3f} | {verdict} |")
+                     f"{row['worst_gain']:+.3f} | {row['wins']:.0f}/{row['runs']:.0f} | "
+                     f"{verdict} |")
     return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -59,3 +60,49 @@ def test_overrides_apply_to_trained_runs_and_cached_methods_are_reused(tmp_path)
     fourth = json.loads((tmp_path / "study.json").read_text())["per_seed"]["0"]
     assert fourth["upsample"]["relevance"] == second["upsample"]["relevance"]
     assert "responsible_part_hit" in fourth["upsample"]
+
+
+def _saved_study(path: Path, consistencies: dict, *, config: str = "configs/a.yaml",
+                 overrides: list | None = None) -> Path:
+    """A saved study: per seed, upsample's and hdm's consistency (and mdm's in the first)."""
+    per_seed = {seed: {"upsample": {"consistency": up}, "hdm": {"consistency": hdm}}
+                for seed, (up, hdm) in consistencies.items()}
+    methods = ["upsample", "hdm"]
+    if path.stem == "first":
+        methods.append("mdm")
+        for values in per_seed.values():
+            values["mdm"] = {"consistency": 1.0}
+    path.write_text(json.dumps({"config": config, "seeds": list(per_seed), "methods": methods,
+                                "images_per_prototype": 3, "overrides": overrides or ["x=1"],
+                                "environment": path.stem, "per_seed": per_seed}))
+    return path
+
+
+def test_saved_studies_of_one_config_pool_into_one_table_of_all_their_runs(tmp_path):
+    first = _saved_study(tmp_path / "first.json", {"0": (0.2, 0.3), "1": (0.1, 0.4)})
+    second = _saved_study(tmp_path / "second.json", {"0": (0.3, 0.2), "1": (0.2, 0.3)})
+    pooled = localization_seeds.pool_studies([first, second])
+    assert pooled["seeds"] == ["first:0", "first:1", "second:0", "second:1"]
+    assert pooled["methods"] == ["upsample", "hdm"]  # mdm is only in the first
+    assert pooled["aggregate"]["hdm"]["consistency"]["mean"] == pytest.approx(0.3)
+    assert pooled["aggregate"]["hdm"]["consistency"]["runs"] == 4
+    assert pooled["environment"] == "first; second"
+
+    assert localization_seeds.main(["--from-json", str(first), str(second), "--out",
+                                    str(tmp_path / "pooled")]) == 0
+    saved = json.loads((tmp_path / "pooled.json").read_text())
+    assert saved["comparison"]["consistency"]["wins"] == 3  # second:0 loses
+    assert saved["comparison"]["consistency"]["gain"] == pytest.approx(0.1)
+    assert "| 3/4 |" in (tmp_path / "pooled.md").read_text()
+
+
+def test_studies_of_other_settings_are_not_pooled(tmp_path, capsys):
+    first = _saved_study(tmp_path / "first.json", {"0": (0.2, 0.3)})
+    other = _saved_study(tmp_path / "other.json", {"0": (0.2, 0.3)}, overrides=["x=2"])
+    assert localization_seeds.main(["--from-json", str(first), str(other), "--out",
+                                    str(tmp_path / "pooled")]) == 2
+    error = capsys.readouterr().err
+    assert "'overrides'" in error and "other.json" in error
+    assert not (tmp_path / "pooled.json").exists()
+    with pytest.raises(ValueError, match="cannot read saved study"):
+        localization_seeds.pool_studies([first, tmp_path / "missing.json"])

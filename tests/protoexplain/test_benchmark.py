@@ -119,8 +119,9 @@ def test_comparison_across_runs_needs_the_gain_to_exceed_the_seed_spread():
     single = compare_across_runs(runs[:1], "hdm", "upsample", ["relevance"])
     assert math.isnan(single["relevance"]["beats"])
     lines = comparison_table(comparison, "hdm", "upsample").splitlines()
-    assert lines[2] == "| relevance ↑ | +0.300 | 0.071 | +0.300 | yes |"
-    assert lines[3] == "| deletion ↓ | -0.100 | 0.014 | -0.100 | no |"
+    assert fidelity["wins"] == 1.0 and relevance["wins"] == 2.0
+    assert lines[2] == "| relevance ↑ | +0.300 | 0.071 | +0.300 | 2/2 | yes |"
+    assert lines[3] == "| deletion ↓ | -0.100 | 0.014 | -0.100 | 0/2 | no |"
 
 
 def test_benchmark_needs_methods_and_readable_results(tmp_path):
