@@ -87,6 +87,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="rewrite OUT.md (and print it) from this saved OUT.json instead of running; "
         "several files of the same config and settings are pooled into one table",
     )
+    parser.add_argument(
+        "--force-pool",
+        action="store_true",
+        help="pool the --from-json studies even where their settings differ (say, one "
+        "computed stability and another did not); each file's settings stay in OUT.json",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.config is None and args.from_json is None:
@@ -179,13 +185,15 @@ POOLED_SETTINGS = ("config", "images_per_prototype", "overrides")
 """What saved studies must share to be pooled into one table."""
 
 
-def pool_studies(paths: list[Path]) -> dict:
+def pool_studies(paths: list[Path], *, force: bool = False) -> dict:
     """One summary of several saved studies (``OUT.json`` files): one file's summary as it
     is; several files' runs side by side, each run named ``STEM:SEED``, restricted to the
-    methods every file has and aggregated anew.
+    methods every file has and aggregated anew. Each file's settings are kept under
+    ``pooled_settings``.
 
-    Raises ValueError, naming the files, when they differ in a setting of
-    :data:`POOLED_SETTINGS` (``--set seed=...`` aside) or share no method."""
+    Raises ValueError, naming the files, when they share no method or, unless ``force``,
+    differ in a setting of :data:`POOLED_SETTINGS` (``force`` is for settings known not to
+    change the compared values, such as whether stability was computed)."""
     studies = {}
     for path in paths:
         try:
@@ -196,7 +204,7 @@ def pool_studies(paths: list[Path]) -> dict:
         return next(iter(studies.values()))
     first_path, first = next(iter(studies.items()))
     for path, study in studies.items():
-        for key in POOLED_SETTINGS:
+        for key in POOLED_SETTINGS if not force else ():
             mine, theirs = study.get(key), first.get(key)
             if key == "overrides":
                 mine, theirs = sorted(mine or []), sorted(theirs or [])
@@ -220,7 +228,8 @@ def pool_studies(paths: list[Path]) -> dict:
         "seeds": list(per_seed),
         "methods": methods,
         "environment": "; ".join(e for e in environments if e),
-        "pooled_from": [str(path) for path in paths],
+        "pooled_settings": {str(path): {key: study.get(key) for key in POOLED_SETTINGS}
+                            for path, study in studies.items()},
         "per_seed": per_seed,
         "aggregate": aggregate_runs(list(per_seed.values())),
     }
@@ -281,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_json is not None:
         try:
-            summary = pool_studies(args.from_json)
+            summary = pool_studies(args.from_json, force=args.force_pool)
         except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

@@ -243,8 +243,11 @@ def compare_across_runs(runs: Sequence[Mapping[str, Mapping[str, float]]], metho
     Per metric: ``gain``, the difference of the means, signed so that positive is better
     (lower-is-better metrics are negated); ``spread``, the larger of the two methods' sample
     standard deviations over runs; ``worst_gain``, the smallest per-run gain (the same model
-    and pairs in each run); ``wins``, how many runs have a positive gain; ``beats``, 1.0 when
-    ``gain > spread`` and ``worst_gain > 0`` (NaN with fewer than two runs).
+    and pairs in each run); ``gain_se``, the standard error of the mean of the per-run gains
+    (paired: sample standard deviation of the gains over sqrt(runs)), which says whether the
+    gain is there at all, where ``spread`` asks whether it is large; ``wins``, how many runs
+    have a positive gain; ``beats``, 1.0 when ``gain > spread`` and ``worst_gain > 0`` (NaN
+    with fewer than two runs).
     """
     comparison: dict[str, dict[str, float]] = {}
     for metric in (m for m in metrics if m not in MODEL_LEVEL):
@@ -260,6 +263,8 @@ def compare_across_runs(runs: Sequence[Mapping[str, Mapping[str, float]]], metho
         gain, worst = float(gains.mean()), float(gains.min())
         comparison[metric] = {
             "gain": gain, "spread": spread, "worst_gain": worst,
+            "gain_se": (float(gains.std() / math.sqrt(len(gains))) if len(gains) > 1
+                        else float("nan")),
             "wins": float((gains > 0).sum()),
             "beats": float(gain > spread and worst > 0) if math.isfinite(spread) else math.nan,
             "runs": float(values.shape[0]),
@@ -270,11 +275,12 @@ def compare_across_runs(runs: Sequence[Mapping[str, Mapping[str, float]]], metho
 def comparison_table(comparison: Mapping[str, Mapping[str, float]], method: str,
                      baseline: str) -> str:
     """Markdown table of :func:`compare_across_runs`."""
-    lines = [f"| metric | gain of {method} over {baseline} | seed spread | worst seed's gain "
-             "| seeds won | beats by more than the spread |", "|---|---:|---:|---:|---:|---|"]
+    lines = [f"| metric | gain of {method} over {baseline} | paired s.e. | seed spread "
+             "| worst seed's gain | seeds won | beats by more than the spread |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for metric, row in comparison.items():
         verdict = "n/a" if math.isnan(row["beats"]) else ("yes" if row["beats"] else "no")
-        lines.append(f"| {_label(metric)} | {row['gain']:+.3f} | {row['spread']:.3f} | "
-                     f"{row['worst_gain']:+.3f} | {row['wins']:.0f}/{row['runs']:.0f} | "
-                     f"{verdict} |")
+        lines.append(f"| {_label(metric)} | {row['gain']:+.3f} | {row['gain_se']:.3f} | "
+                     f"{row['spread']:.3f} | {row['worst_gain']:+.3f} | "
+                     f"{row['wins']:.0f}/{row['runs']:.0f} | {verdict} |")
     return "\n".join(lines) + "\n"

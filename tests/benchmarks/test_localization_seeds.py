@@ -104,5 +104,8 @@ def test_studies_of_other_settings_are_not_pooled(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "'overrides'" in error and "other.json" in error
     assert not (tmp_path / "pooled.json").exists()
+    forced = localization_seeds.pool_studies([first, other], force=True)
+    assert forced["seeds"] == ["first:0", "other:0"]
+    assert forced["pooled_settings"][str(other)]["overrides"] == ["x=2"]
     with pytest.raises(ValueError, match="cannot read saved study"):
         localization_seeds.pool_studies([first, tmp_path / "missing.json"])

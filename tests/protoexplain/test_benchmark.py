@@ -120,8 +120,12 @@ def test_comparison_across_runs_needs_the_gain_to_exceed_the_seed_spread():
     assert math.isnan(single["relevance"]["beats"])
     lines = comparison_table(comparison, "hdm", "upsample").splitlines()
     assert fidelity["wins"] == 1.0 and relevance["wins"] == 2.0
-    assert lines[2] == "| relevance ↑ | +0.300 | 0.071 | +0.300 | 2/2 | yes |"
-    assert lines[3] == "| deletion ↓ | -0.100 | 0.014 | -0.100 | 0/2 | no |"
+    # fidelity's gains +0.05 and -0.02: their standard deviation over sqrt(2) runs
+    assert fidelity["gain_se"] == pytest.approx(math.sqrt(0.00245) / math.sqrt(2))
+    assert relevance["gain_se"] == pytest.approx(0.0, abs=1e-12)
+    assert math.isnan(single["relevance"]["gain_se"])
+    assert lines[2] == "| relevance ↑ | +0.300 | 0.000 | 0.071 | +0.300 | 2/2 | yes |"
+    assert lines[3] == "| deletion ↓ | -0.100 | 0.000 | 0.014 | -0.100 | 0/2 | no |"
 
 
 def test_benchmark_needs_methods_and_readable_results(tmp_path):
