@@ -24,7 +24,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from protoexplain.metrics.localization import LocalizationSettings, evaluate_localization
+from protoexplain.metrics.localization import (
+    LocalizationSettings,
+    evaluate_localization,
+    noisy_responsible_parts,
+)
 from protoexplain.metrics.pairs import build_pairs
 from protoexplain.metrics.prototype_parts import (
     assign_prototype_parts,
@@ -97,17 +101,23 @@ def run_benchmark(model: nn.Module, dataset: Dataset, methods: Mapping[str, Mapp
     pairs = build_pairs(dataset, classes, prototypes=prototypes,
                         images_per_class=images_per_prototype, seed=seed,
                         require_box=require_box, progress=progress)
-    parts = per_pair_parts = None
+    parts = per_pair_parts = noisy_parts = None
     if "part_masks" in pairs.ground_truth:
         scores, visible = score_pair_parts(
             model, pairs, definition=part_definition, similarity_at=settings.similarity_at,
             fill=settings.fill, batch_size=batch_size, device=device, progress=progress)
         parts = assign_prototype_parts(scores, visible, pairs.prototypes, len(classes))
         per_pair_parts = responsible_parts(scores, visible)
+        if settings.stability and "part_keypoints" in pairs.ground_truth:
+            # the oracle's side of stability is the model's: found once for all methods
+            noisy_parts = noisy_responsible_parts(
+                model, pairs, settings, part_definition=part_definition,
+                batch_size=batch_size, device=device, seed=seed, progress=progress)
     randomized = randomized_copy(model, seed=seed).eval() if settings.sanity else None
     return {
         name: evaluate_localization(model, pairs, name, options, prototype_parts=parts,
                                     responsible_parts=per_pair_parts,
+                                    noisy_parts=noisy_parts,
                                     part_definition=part_definition,
                                     randomized_model=randomized, settings=settings,
                                     batch_size=batch_size, device=device, seed=seed,

@@ -153,6 +153,42 @@ def percent_label(fraction: float) -> str:
     return f"{100 * fraction:g}%"
 
 
+def _batch_noise(model: nn.Module, images: Tensor, settings: LocalizationSettings, seed: int,
+                 batch_number: int) -> Tensor:
+    """Huang's noisy copy of a batch of images, seeded by the batch's number, so that every
+    method, and the noisy relied-on parts, see the same noise on the same pairs."""
+    generator = torch.Generator(device=images.device)
+    generator.manual_seed(seed * 1_000_003 + batch_number)
+    return perturb_images(images, model.std, noise_std=settings.noise_std,
+                          bound=settings.noise_bound, generator=generator)
+
+
+def noisy_responsible_parts(model: nn.Module, pairs: EvaluationPairs,
+                            settings: LocalizationSettings | None = None, *,
+                            part_definition: str = "occlusion", batch_size: int = 16,
+                            device: torch.device | str = "cpu", seed: int = 0,
+                            progress: bool = True) -> Tensor:
+    """(M,) long: the part each pair's prototype relies on in the pair's *noisy* image (-1:
+    none), the noise being :func:`evaluate_localization`'s for the same ``batch_size`` and
+    ``seed``. Method-independent: :func:`protoexplain.benchmark.run_benchmark` finds it once
+    for all methods (``oracle_stability``). Needs part masks in ``pairs.ground_truth``."""
+    settings = settings or LocalizationSettings()
+    device = torch.device(device)
+    found = []
+    starts = range(0, len(pairs), batch_size)
+    for batch_number, start in enumerate(tqdm(starts, desc="parts on noisy images",
+                                              disable=not progress)):
+        rows = pairs.rows[start:start + batch_size]
+        ids = pairs.prototypes[start:start + batch_size].to(device)
+        images = pairs.images[rows].to(device)
+        part_masks = pairs.ground_truth["part_masks"][rows].to(device)
+        noisy = _batch_noise(model, images, settings, seed, batch_number)
+        scores = pair_part_scores(model, noisy, ids, part_masks, definition=part_definition,
+                                  similarity_at=settings.similarity_at, fill=settings.fill)
+        found.append(relied_on_parts(scores, part_masks.flatten(2).any(dim=2)).cpu())
+    return torch.cat(found) if found else torch.zeros(0, dtype=torch.long)
+
+
 def _localize(model: nn.Module, images: Tensor, prototype_ids: Tensor, method: str,
               options: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
     found = localize(model, images, prototype_ids, method=method, **options)
@@ -238,6 +274,7 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
                           options: Mapping[str, Any] | None = None, *,
                           prototype_parts: Tensor | None = None,
                           responsible_parts: Tensor | None = None,
+                          noisy_parts: Tensor | None = None,
                           part_definition: str = "occlusion",
                           randomized_model: nn.Module | None = None,
                           settings: LocalizationSettings | None = None,
@@ -257,6 +294,9 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
             :func:`protoexplain.metrics.prototype_parts.responsible_parts`; needed for
             ``responsible_part_hit`` and ``oracle_consistency``, and with part masks and
             ``settings.stability`` for ``oracle_stability``.
+        noisy_parts: (M,) the same on the noisy images, from
+            :func:`noisy_responsible_parts` with this call's ``settings``, ``batch_size``
+            and ``seed``; found here when needed and not given.
         part_definition: how ``responsible_parts`` were found
             (:func:`protoexplain.metrics.prototype_parts.pair_part_scores`), to find them
             again on the noisy images.
@@ -285,6 +325,11 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
     cost = PassCount()
     results = _Accumulator()
     model.eval()
+    if (noisy_parts is None and settings.stability and responsible_parts is not None
+            and {"part_masks", "part_keypoints"} <= pairs.ground_truth.keys()):
+        noisy_parts = noisy_responsible_parts(
+            model, pairs, settings, part_definition=part_definition, batch_size=batch_size,
+            device=device, seed=seed, progress=progress)
     starts = range(0, len(pairs), batch_size)
     for batch_number, start in enumerate(tqdm(starts, desc=f"benchmark ({method})",
                                               disable=not progress)):
@@ -299,19 +344,10 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
         if "part_keypoints" in truth:
             noisy_maps = noisy_responsible = None
             if settings.stability:
-                generator = torch.Generator(device=device)
-                generator.manual_seed(seed * 1_000_003 + batch_number)
-                noisy = perturb_images(images, model.std, noise_std=settings.noise_std,
-                                       bound=settings.noise_bound, generator=generator)
+                noisy = _batch_noise(model, images, settings, seed, batch_number)
                 noisy_maps = _localize(model, noisy, ids, method, options)[0]
-                if responsible_parts is not None and "part_masks" in truth:
-                    part_masks = truth["part_masks"]
-                    noisy_responsible = relied_on_parts(
-                        pair_part_scores(model, noisy, ids, part_masks,
-                                         definition=part_definition,
-                                         similarity_at=settings.similarity_at,
-                                         fill=settings.fill),
-                        part_masks.flatten(2).any(dim=2))
+                if responsible_parts is not None and noisy_parts is not None:
+                    noisy_responsible = noisy_parts[start:start + batch_size].to(device)
             hits = _add_part_hits(results, maps, noisy_maps, truth["part_keypoints"],
                                   half_size)
             if responsible_parts is not None:

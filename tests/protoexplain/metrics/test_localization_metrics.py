@@ -8,7 +8,13 @@ import pytest
 import torch
 from toy_parts import ToyParts
 
-from protoexplain.metrics.localization import LocalizationSettings, evaluate_localization
+import protoexplain.metrics.localization as localization_metrics
+from protoexplain.benchmark import run_benchmark
+from protoexplain.metrics.localization import (
+    LocalizationSettings,
+    evaluate_localization,
+    noisy_responsible_parts,
+)
 from protoexplain.metrics.pairs import build_pairs
 from protoexplain.metrics.prototype_parts import responsible_parts, score_pair_parts
 from protoexplain.metrics.regions import mask_boxes
@@ -152,6 +158,34 @@ def test_oracle_stability_finds_the_models_own_parts_again_without_noise(model, 
     without = evaluate_localization(model, pairs, "upsample", settings=quiet, batch_size=5,
                                     progress=False)
     assert "oracle_stability" not in without  # it needs the per-image parts
+
+
+def test_noisy_parts_are_found_once_for_all_methods_with_the_same_result(
+        model, toy_parts, methods, monkeypatch):
+    pairs = build_pairs(toy_parts, model.prototype_classes, images_per_class=3, progress=False)
+    parts = responsible_parts(*score_pair_parts(model, pairs, progress=False))
+    noisy = LocalizationSettings(fractions=(0.05,), sanity=False, deletion_insertion=False)
+    found_inside = evaluate_localization(model, pairs, "upsample", settings=noisy,
+                                         responsible_parts=parts, batch_size=5, progress=False)
+    given = noisy_responsible_parts(model, pairs, noisy, batch_size=5, progress=False)
+    assert given.shape == (len(pairs),)
+
+    calls = []
+    scorer = localization_metrics.pair_part_scores
+    monkeypatch.setattr(localization_metrics, "pair_part_scores",
+                        lambda *args, **kwargs: calls.append(1) or scorer(*args, **kwargs))
+    reused = evaluate_localization(model, pairs, "upsample", settings=noisy,
+                                   responsible_parts=parts, noisy_parts=given, batch_size=5,
+                                   progress=False)
+    assert calls == []  # nothing scored again
+    assert reused["oracle_stability"] == found_inside["oracle_stability"]
+
+    both = run_benchmark(model, toy_parts, {"upsample": {}, "red_part": {}},
+                         images_per_prototype=3, settings=noisy, batch_size=5, progress=False)
+    batches = -(-len(pairs) // 5)
+    assert len(calls) == batches  # one pass over the noisy images, not one per method
+    assert both["upsample"]["oracle_stability"] == found_inside["oracle_stability"]
+    assert both["red_part"]["oracle_stability"] == found_inside["oracle_stability"]
 
 
 def test_map_that_ignores_the_model_fails_the_sanity_check_and_upsampling_passes(
