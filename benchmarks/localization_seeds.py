@@ -203,15 +203,16 @@ def pool_studies(paths: list[Path], *, force: bool = False) -> dict:
     if len(studies) == 1:
         return next(iter(studies.values()))
     first_path, first = next(iter(studies.items()))
-    for path, study in studies.items():
-        for key in POOLED_SETTINGS if not force else ():
-            mine, theirs = study.get(key), first.get(key)
-            if key == "overrides":
-                mine, theirs = sorted(mine or []), sorted(theirs or [])
-            if mine != theirs:
-                raise ValueError(f"{path} and {first_path} differ in {key!r} ({mine!r} against "
-                                 f"{theirs!r}): only studies of the same config and settings "
-                                 "can be pooled")
+    if not force:
+        for path, study in studies.items():
+            for key in POOLED_SETTINGS:
+                mine, theirs = study.get(key), first.get(key)
+                if key == "overrides":
+                    mine, theirs = sorted(mine or []), sorted(theirs or [])
+                if mine != theirs:
+                    raise ValueError(f"{path} and {first_path} differ in {key!r} ({mine!r} "
+                                     f"against {theirs!r}): only studies of the same config "
+                                     "and settings can be pooled")
     methods = [m for m in first["methods"] if all(m in s["methods"] for s in studies.values())]
     if not methods:
         raise ValueError(f"{', '.join(map(str, paths))} share no method")

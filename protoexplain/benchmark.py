@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from protoexplain.metrics.localization import (
     LocalizationSettings,
     evaluate_localization,
+    needs_noisy_parts,
     noisy_responsible_parts,
 )
 from protoexplain.metrics.pairs import build_pairs
@@ -108,7 +109,7 @@ def run_benchmark(model: nn.Module, dataset: Dataset, methods: Mapping[str, Mapp
             fill=settings.fill, batch_size=batch_size, device=device, progress=progress)
         parts = assign_prototype_parts(scores, visible, pairs.prototypes, len(classes))
         per_pair_parts = responsible_parts(scores, visible)
-        if settings.stability and "part_keypoints" in pairs.ground_truth:
+        if needs_noisy_parts(settings, pairs):
             # the oracle's side of stability is the model's: found once for all methods
             noisy_parts = noisy_responsible_parts(
                 model, pairs, settings, part_definition=part_definition,

@@ -163,6 +163,12 @@ def _batch_noise(model: nn.Module, images: Tensor, settings: LocalizationSetting
                           bound=settings.noise_bound, generator=generator)
 
 
+def needs_noisy_parts(settings: LocalizationSettings, pairs: EvaluationPairs) -> bool:
+    """Whether ``oracle_stability`` is computed: stability is on and the pairs have part
+    masks (to find the relied-on part) and keypoints (to score its box)."""
+    return settings.stability and {"part_masks", "part_keypoints"} <= pairs.ground_truth.keys()
+
+
 def noisy_responsible_parts(model: nn.Module, pairs: EvaluationPairs,
                             settings: LocalizationSettings | None = None, *,
                             part_definition: str = "occlusion", batch_size: int = 16,
@@ -325,8 +331,8 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
     cost = PassCount()
     results = _Accumulator()
     model.eval()
-    if (noisy_parts is None and settings.stability and responsible_parts is not None
-            and {"part_masks", "part_keypoints"} <= pairs.ground_truth.keys()):
+    wants_noisy_parts = responsible_parts is not None and needs_noisy_parts(settings, pairs)
+    if noisy_parts is None and wants_noisy_parts:
         noisy_parts = noisy_responsible_parts(
             model, pairs, settings, part_definition=part_definition, batch_size=batch_size,
             device=device, seed=seed, progress=progress)
@@ -346,7 +352,7 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
             if settings.stability:
                 noisy = _batch_noise(model, images, settings, seed, batch_number)
                 noisy_maps = _localize(model, noisy, ids, method, options)[0]
-                if responsible_parts is not None and noisy_parts is not None:
+                if noisy_parts is not None:
                     noisy_responsible = noisy_parts[start:start + batch_size].to(device)
             hits = _add_part_hits(results, maps, noisy_maps, truth["part_keypoints"],
                                   half_size)

@@ -20,10 +20,17 @@ def _idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:
     return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
 
 
+def _write_part(root, part: str, images: np.ndarray) -> None:
+    """One official part's gzipped images and labels (label = index mod 10) under root."""
+    root.mkdir(parents=True, exist_ok=True)
+    labels = (np.arange(len(images)) % 10).astype(np.uint8)
+    (root / f"{part}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(images)))
+    (root / f"{part}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(labels)))
+
+
 def _write_official(root, n_train: int = 60, n_test: int = 20) -> None:
     """Tiny stand-in for the four official files: objects are bright squares of varying size
     with a faint halo (values 1..9) that the default mask threshold leaves out."""
-    root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for part, n in (("train", n_train), ("t10k", n_test)):
         images = np.zeros((n, 28, 28), dtype=np.uint8)
@@ -31,9 +38,7 @@ def _write_official(root, n_train: int = 60, n_test: int = 20) -> None:
             half = 4 + i % 8
             images[i, 14 - half - 1 : 14 + half + 1, 14 - half - 1 : 14 + half + 1] = 5
             images[i, 14 - half : 14 + half, 14 - half : 14 + half] = rng.integers(60, 256)
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        (root / f"{part}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(images)))
-        (root / f"{part}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(labels)))
+        _write_part(root, part, images)
 
 
 @pytest.fixture(scope="module")
@@ -117,17 +122,15 @@ def test_a_mirrored_object_keeps_its_part_names():
     assert torch.equal(mirrored[6], plain[8])
     assert plain[5].nonzero().min(dim=0).values.tolist() == [4, 8]  # middle-right: rows 4-7
 
+
 def _write_left_heavy(root, n: int = 24) -> None:
     """Stand-in official files whose every object is an L: a tall bar on the left of the
     frame and a short bar along its top, so a mirrored object is heavier on its right."""
-    root.mkdir(parents=True, exist_ok=True)
     images = np.zeros((n, 28, 28), dtype=np.uint8)
     images[:, 4:24, 4:12] = 200
     images[:, 4:8, 12:24] = 200
-    labels = (np.arange(n) % 10).astype(np.uint8)
     for part in ("train", "t10k"):
-        (root / f"{part}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(images)))
-        (root / f"{part}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(labels)))
+        _write_part(root, part, images)
 
 
 def _heavier_side(mask: torch.Tensor) -> str:
