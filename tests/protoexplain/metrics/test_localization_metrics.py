@@ -188,6 +188,25 @@ def test_noisy_parts_are_found_once_for_all_methods_with_the_same_result(
     assert both["red_part"]["oracle_stability"] == found_inside["oracle_stability"]
 
 
+@pytest.mark.parametrize("method, options", [("upsample", {}), ("mdm", {"steps": 4})])
+def test_computing_stability_changes_no_other_metric(model, toy_parts, method, options):
+    # Studies that did and did not compute stability are pooled on this (the seed study's
+    # --force-pool): its noise and its noisy maps must not leak into the clean metrics.
+    pairs = build_pairs(toy_parts, model.prototype_classes, images_per_class=3, progress=False)
+    parts = responsible_parts(*score_pair_parts(model, pairs, progress=False))
+    results = {
+        stability: evaluate_localization(
+            model, pairs, method, options, responsible_parts=parts, batch_size=5,
+            settings=LocalizationSettings(fractions=(0.05,), sanity=False, stability=stability),
+            progress=False)
+        for stability in (False, True)
+    }
+    assert "stability" in results[True] and "stability" not in results[False]
+    for metric in ("consistency", "responsible_part_hit", "oracle_consistency", "relevance",
+                   "fidelity", "energy_object", "deletion", "insertion"):
+        assert results[True][metric] == results[False][metric], metric
+
+
 def test_map_that_ignores_the_model_fails_the_sanity_check_and_upsampling_passes(
         model, toy_parts, methods):
     ignoring = _evaluate(model, toy_parts, "red_part")
