@@ -48,14 +48,19 @@ def build_dataset(config: Config, split: str, *, augment: bool | None = None) ->
     sets are varied by construction), so the push set can be the unaugmented training set;
     ``data.options.augment: false`` turns augmentation off everywhere.
     The data set's own ``seed`` option is left alone: training seeds vary the model, not
-    the data.
+    the data. A value the data set refuses (or a corrupt file it names) is a ConfigError
+    naming the data set, the split and its options, which the CLI reports in one line.
     """
     cls = getattr(data, config.data.dataset)
     kwargs = dict(config.data.options)
     parameters = inspect.signature(cls).parameters
     if augment is not None and "augment" in parameters:
         kwargs["augment"] = augment and kwargs.get("augment", True)
-    return cls(root=config.data.root, split=split, **kwargs)
+    try:
+        return cls(root=config.data.root, split=split, **kwargs)
+    except ValueError as error:  # a value of data.options, or a file, the data set refuses
+        raise ConfigError(f"data set {config.data.dataset} ({split} split, data.options "
+                          f"{dict(config.data.options)}): {error}") from None
 
 
 @dataclass

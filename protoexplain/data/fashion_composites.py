@@ -267,7 +267,9 @@ class FashionComposites(Dataset):
         self.object_scale = (low, high)
         self.mask_threshold = float(mask_threshold)
         self.colour = colour
-        self.mirror = bool(mirror)
+        if not isinstance(mirror, bool):
+            raise ValueError(f"mirror must be true or false, got {mirror!r}")
+        self.mirror = mirror
         if grid_parts < 0:
             raise ValueError(f"grid_parts must be >= 0, got {grid_parts}")
         self.grid_parts = int(grid_parts)

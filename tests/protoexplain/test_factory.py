@@ -10,10 +10,11 @@ import torch
 from protoexplain.config import (
     XPROTONET_SHARED_ARGUMENTS,
     Config,
+    ConfigError,
     load_config,
     xprotonet_option_names,
 )
-from protoexplain.factory import build_model, use_deterministic_kernels
+from protoexplain.factory import build_dataset, build_model, use_deterministic_kernels
 from prototypes import ProtoPNet, XProtoNet
 
 SMALL = ["model.backbone=small_cnn", "model.backbone_options={width: 2}",
@@ -86,3 +87,12 @@ def test_deterministic_kernels_are_switched_on_for_a_gpu_only(monkeypatch):
 def test_determinism_is_on_by_default_and_configurable():
     assert Config().deterministic is True
     assert not load_config(None, ["deterministic=false"]).deterministic
+
+
+def test_an_option_value_the_data_set_refuses_is_a_config_error_naming_it():
+    config = load_config(None, ["data.dataset=SyntheticParts",
+                                "data.options={image_size: 4, num_samples: 2}"])
+    refused = (r"data set SyntheticParts \(train split, data.options .*'image_size': 4.*\): "
+               r"SyntheticParts: image_size must be")
+    with pytest.raises(ConfigError, match=refused):
+        build_dataset(config, "train")

@@ -155,6 +155,8 @@ def test_mirror_false_keeps_every_object_unmirrored_and_changes_nothing_else(tmp
             assert torch.equal(plain["image"], maybe["image"])
             assert torch.equal(plain["part_keypoints"], maybe["part_keypoints"])
     assert "right" in sides and "left" in sides
+    with pytest.raises(ValueError, match="mirror must be true or false, got 'no'"):
+        FashionComposites(tmp_path, "test", mirror="no")
 
 
 def test_box_is_tight_around_the_object_mask(official):
