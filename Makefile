@@ -29,7 +29,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check protoexplain prototypes hdm tests benchmarks
+	$(VENV)/bin/ruff check protoexplain prototypes hdm tests benchmarks research configs
 
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/hdm_speed.py

@@ -13,10 +13,10 @@ setting:
 
 It also reports each run's device, headline test metric, the seconds of its training stages
 (``history.json``) and its wall time. On the CPU both settings should reproduce exactly; on
-a GPU only ``deterministic: true`` is meant to (README, "Reliability").
+a GPU only ``deterministic: true`` is meant to (docs/reproducibility.md).
 
-    PYTHONPATH=. python benchmarks/determinism.py configs/synthetic_protopnet.yaml \\
-        --repeats 2 --out benchmarks/results/determinism_synthetic
+    OMP_NUM_THREADS=1 python benchmarks/determinism.py configs/synthetic_protopnet.yaml \\
+        --repeats 2 --out benchmarks/results/determinism_synthetic_cpu
 
 Prints a Markdown table and writes OUT.json and OUT.md.
 """

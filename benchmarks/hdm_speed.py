@@ -20,9 +20,10 @@ one thread per process on a shared machine: with two threads competing with othe
 processes, single passes were up to 10x slower and the timings meaningless.
 It prints a Markdown table and writes ``benchmarks/results/hdm_speed_<device>.json``.
 
-Run: ``OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/hdm_speed.py``
-(``--device cuda`` on a GPU). Like the ``protoexplain`` command it keeps freed memory in the
-process (``--malloc-tuning off`` to measure with glibc's defaults; the JSON records which).
+Run: ``OMP_NUM_THREADS=1 python benchmarks/hdm_speed.py`` (``make bench``; ``--device cuda``
+on a GPU). Like the ``protoexplain`` command it keeps freed memory in the process
+(``--malloc-tuning off`` to measure with glibc's defaults; the JSON records which). Results
+and what they show: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -222,8 +223,8 @@ def main() -> None:
     for model_name in args.models.split(","):
         rows += measure(model_name, args.size, args.batch, args.steps, args.alone, device)
     record = {
-        "command": "OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/hdm_speed.py "
-        + " ".join(f"--{key}={value}" for key, value in vars(args).items()),
+        "command": "OMP_NUM_THREADS=1 python benchmarks/hdm_speed.py "
+        + " ".join(f"--{key.replace('_', '-')}={value}" for key, value in vars(args).items()),
         "machine": {
             "device": str(device),
             "platform": platform.platform(),

@@ -3,7 +3,7 @@ method on each trained model, and report mean ± std over seeds.
 
     python benchmarks/localization_seeds.py configs/synthetic_protopnet.yaml \
         --seeds 0 1 2 --methods upsample,hdm --images-per-prototype 3 \
-        --out benchmarks/results/localization_synthetic
+        --out benchmarks/results/localization_synthetic_cpu_seeds0-2
 
 Each seed's run directory goes under ``--runs`` (reused when it already holds a finished
 run, so an interrupted study continues). Prints Markdown tables and writes ``OUT.json``
@@ -14,10 +14,14 @@ and ``OUT.md``: the headline metrics of every method (mean ± std over seeds), w
 Given several saved studies of the same config and settings (the same seeds trained on other
 machines, say, which give other models), ``--from-json A.json B.json ...`` pools their runs
 into one table, each run named ``STEM:SEED`` after its file, so that a verdict can rest on
-more training runs than one study has::
+more training runs than one study has (``--force-pool`` when their settings differ)::
 
-    python benchmarks/localization_seeds.py --from-json benchmarks/results/A.json \
-        benchmarks/results/B.json --out benchmarks/results/pooled
+    python benchmarks/localization_seeds.py --from-json \
+        benchmarks/results/localization_fashion_h100_seeds0-2.json \
+        benchmarks/results/localization_fashion_cpu-a_seeds0-5.json \
+        --force-pool --out benchmarks/results/localization_fashion_pooled_9runs_hdm
+
+Results and what they show: docs/localization-benchmarks.md.
 """
 
 from __future__ import annotations
@@ -33,19 +37,21 @@ from pathlib import Path
 import torch
 from study_io import add_images_per_prototype, publish_report
 
+from protoexplain.atomic_io import atomic_write_json
 from protoexplain.benchmark import (
     aggregate_runs,
     aggregate_table,
     compare_across_runs,
     comparison_table,
 )
-from protoexplain.checkpoint import CHECKPOINT_NAME, atomic_write_json
+from protoexplain.checkpoint import CHECKPOINT_NAME
 from protoexplain.config import LocalizationConfig, load_config
 from protoexplain.malloc_tuning import tune_malloc
 from protoexplain.metrics.localization import METRICS_VERSION
+from protoexplain.metrics.registry import metric_names
 from protoexplain.pipeline import benchmark_run, evaluate_run, train_and_report
 from protoexplain.run_dir import load_run
-from prototypes.learned_masks import PROTOTYPE_DEFAULTS
+from prototypes.localization.learned_masks import PROTOTYPE_DEFAULTS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -100,34 +106,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-COMPARED = (
-    "consistency",
-    "responsible_part_hit",
-    "stability",
-    "relevance",
-    "fidelity",
-    "energy_object",
-    "pointing_object",
-    "energy_part",
-    "pointing_part",
-    "iou_part",
-    "energy_box",
-    "pointing_box",
-    "iou_box",
-    "deletion",
-    "insertion",
-)
+COMPARED = metric_names(kind="quality", model_level=False)
 """Quality metrics of the method-versus-baseline comparison."""
 HEADLINE = (
     "test_accuracy",
     "test_auroc",
     *COMPARED,
-    "oracle_consistency",
-    "oracle_stability",
+    *metric_names(kind="quality", model_level=True),
     "sanity_spearman",
-    "seconds_per_pair",
-    "forward_passes_per_pair",
-    "backward_passes_per_pair",
+    *metric_names(kind="cost"),
     "pairs",
 )
 """Rows of the headline table (those the results have), without the per-fraction values."""
@@ -252,7 +239,7 @@ def cached_benchmark(
     """Benchmark results of ``methods`` on a run, computing only those not already cached
     under the same settings (metrics version, pairs per prototype, metric and method options)
     and, per method, the same prototype defaults
-    (:data:`prototypes.learned_masks.PROTOTYPE_DEFAULTS`).
+    (:data:`prototypes.localization.learned_masks.PROTOTYPE_DEFAULTS`).
 
     ``localization``: the study's localization settings (its ``--set`` overrides included);
     they replace those the run was trained with, which only matter for the benchmark."""

@@ -4,7 +4,7 @@
         --variant "upsample=upsample" \
         --variant "hdm 25=hdm:benchmark_steps=25,auxiliary_steps=25" \
         --variant "hdm 50=hdm:benchmark_steps=50,auxiliary_steps=50" \
-        --reference "hdm 50" --out benchmarks/results/hdm_budget_synthetic
+        --reference "hdm 50" --out benchmarks/results/hdm_budget_demo
 
 Each ``--variant`` is ``NAME=METHOD[:key=value,...]`` (values parsed as YAML, so
 ``baseline=blur`` and ``grid_sizes=[4,8]`` work). Every variant is scored on the same
@@ -14,7 +14,8 @@ points and double the cost); ``--stability`` adds stability alone. With ``--refe
 cell also gives the share of that variant's value (e.g. the converged quality of the largest
 budget). Prints a Markdown table and writes ``OUT.json`` and ``OUT.md``. Given several run
 directories (e.g. the training seeds of ``localization_seeds.py``), each cell is the mean ±
-sample std over the runs, and the JSON keeps every run's values.
+sample std over the runs, and the JSON keeps every run's values. The studies run with it, and
+what they decided: docs/method-design.md.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from protoexplain.factory import build_dataset
 from protoexplain.malloc_tuning import tune_malloc
 from protoexplain.pipeline import metric_settings
 from protoexplain.run_dir import load_run
-from prototypes.localization import check_localization_options
+from prototypes import check_localization_options
 
 QUALITY = (
     "relevance",

@@ -34,18 +34,19 @@ Every open choice is a named option of :class:`HDM`:
   or ``"weighted"`` (``sum_k r_k D_k``, so a stage counts as much as the evidence left
   for it).
 
-Defaults were chosen with ``benchmarks/hdm_defaults.py`` (results in
-``benchmarks/results/hdm_defaults.json``): on its controlled task they give energy 0.97
+Defaults were chosen with ``research/hdm_defaults.py`` (results in
+``research/results/hdm_defaults.json``): on its controlled task they give energy 0.97
 inside the evidence, pointing 1.0, both-copies balance 0.92, deletion 0.027 and
-insertion 0.905 (first guess: 0.21 / 1.0 / 0.97 / 0.032 / 0.900). There the first DM
+insertion 0.905 (the configuration the search starts from: 0.21 / 1.0 / 0.97 / 0.032 /
+0.900). There the first DM
 module already finds both copies of the evidence (the CNN averages over positions), so
 the chaining options (``stages``, ``stage_masking``, ``stage_reference``, ``fusion``,
 ``stop_ratio``) change the scores by less than their noise; ``stages=2`` is kept because
 chaining is what defines HDM and costs little when the stop rule ends it. On ProtoPNet
-prototype scores with the deletion term (docs/results.md, "HDM's structure on prototype
-scores", ``benchmarks/results/hdm_structure_*.md``, ``hdm_stages_fashion.md``) one stage
-moved no mean metric by more than 0.01, for 0.53-0.76 of the model passes; the other options
-did not help there either.
+prototype scores with the deletion term (docs/method-design.md, HDM's structure;
+``benchmarks/results/hdm_structure_*``, ``hdm_stages_*``) one stage moved no mean metric by
+more than 0.01, for 0.53-0.76 of the model passes, and the other options did not help there
+either.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Context managers around the explained model: evaluation mode, frozen weights, hooks.
 
 Every hook registered here is removed when its ``with`` block ends, also on error, and
-the model's training flag and parameters' ``requires_grad`` are restored afterwards.
+each module's own training flag and the parameters' ``requires_grad`` are restored
+afterwards.
 """
 
 from __future__ import annotations
@@ -13,29 +14,52 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+__all__ = ["ActivationRecorder", "evaluation_mode", "explaining", "record_activations",
+           "record_spatial_outputs", "switched_to_eval"]
+
+
+@contextmanager
+def switched_to_eval(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode for the block; afterwards every submodule gets back its own train/eval flag,
+    so a module kept in eval inside a model in training mode (e.g. a frozen batch norm)
+    stays in eval, which ``model.train(was_training)`` would undo."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+@contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode (:func:`switched_to_eval`) and no grad for the block."""
+    with switched_to_eval(model), torch.no_grad():
+        yield model
+
 
 @contextmanager
 def explaining(model: Callable[..., Any]) -> Iterator[None]:
     """Run ``model`` in eval mode with its parameters frozen; restore both afterwards.
 
     Explanations never update weights: gradients are taken with respect to masks or
-    activations only. Callables that are not ``nn.Module`` are left as they are.
+    activations only. Each submodule gets back its own train/eval flag
+    (:func:`switched_to_eval`). Callables that are not ``nn.Module`` are left as they are.
     """
     if not isinstance(model, nn.Module):
         yield
         return
-    was_training = model.training
     parameters = list(model.parameters())
     flags = [p.requires_grad for p in parameters]
-    model.eval()
-    for p in parameters:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(parameters, flags, strict=True):
-            p.requires_grad_(flag)
-        model.train(was_training)
+    with switched_to_eval(model):
+        for p in parameters:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, flag in zip(parameters, flags, strict=True):
+                p.requires_grad_(flag)
 
 
 class ActivationRecorder:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hdm.perturbation import gaussian_blur
-
 
 def normalize_maps(maps: Tensor, eps: float = 1e-12) -> Tensor:
     """Rescale each map linearly to [0, 1] (min to 0, max to 1); a constant map becomes 0.
@@ -92,27 +90,6 @@ def gaussian_bumps(centres: Tensor, size: tuple[int, int], sigma: float) -> Tens
     squared = (rows - centres[:, 0, None, None]).square() + (
         columns - centres[:, 1, None, None]).square()
     return torch.exp(-squared / (2 * sigma**2))
-
-
-def weight_by_density(maps: Tensor, sigma: float) -> Tensor:
-    """Each map value times the map's normalised mass around it, rescaled to [0, 1].
-
-    Learned masks are nearly binary: many pixels sit at or near the top value, and
-    ``argmax`` (the pointing game, Huang et al.'s part hits) then picks one of them by the
-    last digits, or by row-major order on a plateau (its top-left corner). Multiplying by
-    ``normalize(blur(maps))`` keeps the map's support (zeros stay zero) and makes the peak the
-    pixel that is both high and surrounded by mask mass: a plateau's centre, the densest blob
-    rather than an isolated speck. Source: our choice, measured in docs/results.md, "What it took
-    for HDM to beat upsampling" (``benchmarks/results/hdm_density_*.md``).
-
-    Args:
-        maps: ``(B, H, W)`` in [0, 1].
-        sigma: Gaussian sigma of the neighbourhood in pixels (0 returns ``maps`` unchanged).
-    """
-    if sigma <= 0:
-        return maps
-    density = normalize_maps(gaussian_blur(maps[:, None], sigma)[:, 0])
-    return normalize_maps(maps * density)
 
 
 STACKINGS = ("mean", "product")

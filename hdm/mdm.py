@@ -14,12 +14,12 @@ keeps the target's activation), and the CAM *stacks* the masks of all scales. He
 
 All scales and samples are optimised together by :class:`hdm.engine.MaskOptimizer`.
 
-Defaults were chosen with ``benchmarks/hdm_defaults.py`` (results in
-``benchmarks/results/hdm_defaults.json``): on its controlled task they give energy 0.87
+Defaults were chosen with ``research/hdm_defaults.py`` (results in
+``research/results/hdm_defaults.json``): on its controlled task they give energy 0.87
 inside the evidence, pointing 1.0, both-copies balance 0.92, deletion 0.029 and
-insertion 0.905, against 0.19 / 1.0 / 0.98 / 0.034 / 0.897 for the first guess
-(grids 4, 8, 16, sigmoid, zero baseline, absolute fidelity, area weight 1, mean
-stacking). Grid counts are relative to the image (cells per side), so they carry over
+insertion 0.905, against 0.18 / 1.0 / 0.98 / 0.034 / 0.897 for the configuration the
+search starts from (grids 4, 8, 16, sigmoid, zero baseline, absolute fidelity, area
+weight 1, mean stacking). Grid counts are relative to the image (cells per side), so they carry over
 to other image sizes; downstream tasks should re-tune ``area_weight`` and ``grid_sizes``.
 """
 

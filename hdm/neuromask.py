@@ -6,7 +6,9 @@ Follows the official code (github.com/nesl/neuromask, ``neuromask.py``):
   ``[-weight_limit, weight_limit]``;
 - the masked image is ``x * m`` (zero baseline);
 - loss ``= lambda_pred * CE(f(x * m), target) + lambda_sparse * mean|w + weight_limit|
-  + lambda_smooth * mean((Laplacian * w)^2)`` with a 'valid' 5x5 (3x3 for CIFAR) Laplacian;
+  + lambda_smooth * mean((Laplacian * w)^2)`` with a 5x5 (3x3 for CIFAR) Laplacian; the
+  official code convolves 'VALID', which never smooths the border, here the border is
+  replicated so that it is smoothed too (:class:`hdm.regularizers.LaplacianSmoothness`);
 - TensorFlow's RMSProp with learning rate 0.03; the map is the final mask.
 
 Defaults are the code's class defaults (``temp=0.3``, ``coeffs=(50, 16, 3)``, 5x5 kernel,

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from protoexplain.atomic_io import atomic_write_json, atomic_write_text
 from protoexplain.metrics.localization import (
     LocalizationSettings,
     evaluate_localization,
@@ -36,19 +37,11 @@ from protoexplain.metrics.prototype_parts import (
     responsible_parts,
     score_pair_parts,
 )
+from protoexplain.metrics.registry import is_count, is_model_level, lower_is_better, metric_info
 from protoexplain.metrics.sanity import randomized_copy
-from prototypes.localization import check_localization_options
+from prototypes import check_localization_options
 
 Results = dict[str, dict[str, float]]
-
-LOWER_IS_BETTER = ("deletion", "sanity_spearman", "sanity_ssim", "seconds_per_pair",
-                   "forward_passes_per_pair", "backward_passes_per_pair")
-"""Metrics where a lower value is better; for the others (except ``pairs``, ``prototypes``)
-higher is better."""
-COUNTS = ("pairs", "prototypes")
-MODEL_LEVEL = ("oracle_consistency", "oracle_stability")
-"""Values that describe the model and pairs, not the method (the same in every method's
-row): shown without a better-direction arrow and never compared between methods."""
 
 
 def has_finding_boxes(dataset: Dataset) -> bool:
@@ -105,7 +98,7 @@ def run_benchmark(model: nn.Module, dataset: Dataset, methods: Mapping[str, Mapp
     parts = per_pair_parts = noisy_parts = None
     if "part_masks" in pairs.ground_truth:
         scores, visible = score_pair_parts(
-            model, pairs, definition=part_definition, similarity_at=settings.similarity_at,
+            model, pairs, definition=part_definition, score=settings.score,
             fill=settings.fill, batch_size=batch_size, device=device, progress=progress)
         parts = assign_prototype_parts(scores, visible, pairs.prototypes, len(classes))
         per_pair_parts = responsible_parts(scores, visible)
@@ -132,23 +125,22 @@ def _json_value(value: float) -> float | None:
 
 
 def _format(metric: str, value: float | None) -> str:
+    """A table cell: the metric's format (:data:`protoexplain.metrics.registry.METRICS`,
+    ``.3f`` for names outside it); ``n/a`` for a missing or non-finite value."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
-    if metric in COUNTS:
-        return f"{value:.0f}"
-    if metric == "seconds_per_pair":
-        return f"{value:.3g}"
-    if metric.endswith("passes_per_pair"):
-        return f"{value:.1f}"
-    return f"{value:.3f}"
+    info = metric_info(metric)
+    return format(value, info.format if info is not None else ".3f")
 
 
 def _label(metric: str) -> str:
-    if metric in COUNTS:
+    """A row label: the name, then ``↑``/``↓`` for the better direction, or ``(model)`` for a
+    model-level value; counts have neither."""
+    if is_count(metric):
         return metric
-    if metric in MODEL_LEVEL:
+    if is_model_level(metric):
         return f"{metric} (model)"
-    return f"{metric} {'↓' if metric in LOWER_IS_BETTER else '↑'}"
+    return f"{metric} {'↓' if lower_is_better(metric) else '↑'}"
 
 
 def _metric_order(tables: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -180,14 +172,13 @@ def benchmark_table(results: Mapping[str, Mapping[str, float]]) -> str:
 def write_benchmark(results: Mapping[str, Mapping[str, float]], out_dir: str | Path
                     ) -> tuple[Path, Path]:
     """Write ``benchmark.json`` (non-finite values as ``null``) and ``benchmark.md`` into
-    ``out_dir``; returns their paths."""
+    ``out_dir`` (atomically); returns their paths."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     json_path, markdown_path = out_dir / "benchmark.json", out_dir / "benchmark.md"
     clean = {method: {m: _json_value(v) for m, v in values.items()}
              for method, values in results.items()}
-    json_path.write_text(json.dumps(clean, indent=2) + "\n")
-    markdown_path.write_text("# Localization benchmark\n\n" + benchmark_table(results)
+    atomic_write_json(json_path, clean)
+    atomic_write_text(markdown_path, "# Localization benchmark\n\n" + benchmark_table(results)
                              + "\n↑ higher is better, ↓ lower is better; (model): a property "
                                "of the model and pairs, the same for every method; fractions in "
                                "[0, 1]; costs are of the localization alone.\n")
@@ -241,7 +232,7 @@ def aggregate_table(aggregated: Mapping[str, Mapping[str, Mapping[str, float]]],
         cells[method] = {}
         for metric, stats in stats_of.items():
             text = _format(metric, stats["mean"])
-            if math.isfinite(stats["std"]) and metric not in COUNTS:
+            if math.isfinite(stats["std"]) and not is_count(metric):
                 text += f" ± {_format(metric, stats['std'])}"
             cells[method][metric] = text
     return _markdown(cells, _metric_order(aggregated) if metrics is None else list(metrics))
@@ -261,14 +252,14 @@ def compare_across_runs(runs: Sequence[Mapping[str, Mapping[str, float]]], metho
     with fewer than two runs).
     """
     comparison: dict[str, dict[str, float]] = {}
-    for metric in (m for m in metrics if m not in MODEL_LEVEL):
+    for metric in (m for m in metrics if not is_model_level(m)):
         pairs = [(run[method][metric], run[baseline][metric]) for run in runs
                  if metric in run.get(method, {}) and metric in run.get(baseline, {})]
         values = torch.tensor(pairs, dtype=torch.float64).view(-1, 2)
         values = values[~values.isnan().any(dim=1)]
         if values.shape[0] == 0:
             continue
-        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+        sign = -1.0 if lower_is_better(metric) else 1.0
         gains = sign * (values[:, 0] - values[:, 1])
         spread = (float(values.std(dim=0).max()) if values.shape[0] > 1 else float("nan"))
         gain, worst = float(gains.mean()), float(gains.min())

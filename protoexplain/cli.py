@@ -11,7 +11,8 @@ from protoexplain.checkpoint import CheckpointError
 from protoexplain.config import ConfigError, load_config
 from protoexplain.malloc_tuning import tune_malloc
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "synthetic_protopnet.yaml"
+DEMO_CONFIG = "synthetic_protopnet"
+"""The shipped config of ``protoexplain demo`` (see :mod:`protoexplain.config_files`)."""
 
 DESCRIPTION = """\
 protoexplain: train "this looks like that" classifiers (ProtoPNet, XProtoNet) and show where
@@ -34,6 +35,14 @@ def image_count(text: str) -> int | None:
     count = int(text) if text.isdigit() else 0
     if count < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
+    return count
+
+
+def positive_int(text: str) -> int:
+    """A count option (``--top``, ``--count``): an integer of at least 1."""
+    count = int(text) if text.isdigit() else 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return count
 
 
@@ -79,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a ProtoPNet or XProtoNet as CONFIG says (warm-up, joint, push, "
                     "last layer), select the model on the validation split, evaluate it on the "
                     "test split and write the run directory.")
-    train.add_argument("config", help="YAML config file (see configs/)")
+    train.add_argument("config", help="a YAML config file, or the name of a shipped config "
+                                        "(e.g. synthetic_protopnet; see configs/)")
     train.add_argument("--out", type=Path, help="run directory (default: runs/<config name>)")
     train.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="KEY=VALUE",
@@ -127,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "image it was projected onto. Writes PNGs and explanations.json.")
     explain.add_argument("run_dir", type=Path)
     explain.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    explain.add_argument("--top", type=int, default=3, help="prototypes per image (default 3)")
+    explain.add_argument("--top", type=positive_int, default=3,
+                         help="prototypes per image (default 3)")
     explain.add_argument("--methods", help="comma-separated localization methods")
     explain.add_argument("--out", type=Path, help="default: RUN_DIR/explanations")
     explain.add_argument("--device", help="override the run's device")
@@ -135,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="the main job on the embedded SyntheticParts data set (CPU, minutes)",
-        description=f"Train and evaluate with {DEMO_CONFIG.name} and write a run directory.")
+        description=f"Train and evaluate with the shipped config {DEMO_CONFIG}.yaml and write "
+                    "a run directory.")
     demo.add_argument("--out", type=Path,
                       help="run directory (default: runs/demo, or runs/demo-N when taken)")
     demo.add_argument("--set", dest="overrides", action="append", default=[],
@@ -146,10 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
         "show-data", help="write a PNG contact sheet of a config's data set",
         description="Draw samples of the configured data set with their ground-truth parts, "
                     "keypoints and boxes, so a person can see the task.")
-    preview.add_argument("config", nargs="?", default=str(DEMO_CONFIG),
-                         help="YAML config (default: the demo config)")
+    preview.add_argument("config", nargs="?", default=DEMO_CONFIG,
+                         help="YAML config file or shipped config name (default: the demo's)")
     preview.add_argument("--split", default="train", choices=["train", "val", "test"])
-    preview.add_argument("--count", type=int, default=16, help="number of samples")
+    preview.add_argument("--count", type=positive_int, default=16, help="number of samples")
     preview.add_argument("--out", type=Path, default=Path("runs/contact_sheet.png"))
     preview.add_argument("--set", dest="overrides", action="append", default=[],
                          metavar="KEY=VALUE", help="override a config value (repeatable)")
@@ -181,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args.config, args.overrides, args.out, args.resume, progress, verbose)
         if args.command == "demo":
             out = args.out or _first_free(Path("runs/demo"))
-            return _train(str(DEMO_CONFIG), args.overrides, out, False, progress, verbose)
+            return _train(DEMO_CONFIG, args.overrides, out, False, progress, verbose)
         if args.command == "evaluate":
             from protoexplain.evaluation import headline
             from protoexplain.pipeline import evaluate_run
@@ -208,12 +220,16 @@ def main(argv: list[str] | None = None) -> int:
             print(benchmark_table(results))
             return 0
         if args.command == "explain":
+            from protoexplain.config import check_localization_methods
             from protoexplain.explain import explain_images
             from protoexplain.run_dir import load_run
 
             run = load_run(args.run_dir, args.device)
             out = args.out or args.run_dir / "explanations"
             methods = args.methods.split(",") if args.methods else None
+            if methods:  # named methods are checked as benchmark's are, before any work
+                run.config.localization.evaluation_methods = methods
+                check_localization_methods(run.config, "--methods")
             for result in explain_images(run, args.images, out, top_k=args.top,
                                          methods=methods):
                 print(f"{result['image']}: {result['predicted_class']} "

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import yaml
 
+from protoexplain.config_files import find_config
 from protoexplain.config_schema import ConfigError, build, to_dict
 from prototypes.losses import LossCoefficients
 from prototypes.training import LearningRates
@@ -248,14 +249,20 @@ def _check_xprotonet_options(options: dict[str, Any], source: str) -> None:
                               f"{value!r}")
 
 
-def _check_dataset_options(config: Config, source: str) -> None:
-    from protoexplain import data
+def dataset_class(name: str, source: str = "") -> type:
+    """The data set class that ``data.dataset: name`` selects, from
+    :data:`protoexplain.data.DATASETS`; an unknown name is a ConfigError that lists the
+    known ones."""
+    from protoexplain.data import DATASETS
 
-    cls = getattr(data, config.data.dataset, None)
-    if cls is None or not isinstance(cls, type):
-        allowed = ", ".join(n for n in data.__all__ if isinstance(getattr(data, n), type))
+    if name not in DATASETS:
         raise ConfigError(f"'data.dataset'{' in ' + source if source else ''}: unknown data set "
-                          f"'{config.data.dataset}'; choose one of {allowed}")
+                          f"'{name}'; choose one of {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def _check_dataset_options(config: Config, source: str) -> None:
+    cls = dataset_class(config.data.dataset, source)
     params = inspect.signature(cls).parameters
     reserved = {"root", "split"}
     for key in config.data.options:
@@ -276,8 +283,7 @@ def _check_dataset_options(config: Config, source: str) -> None:
 
 
 def check_localization_methods(config: Config, source: str) -> None:
-    from prototypes import LOCALIZATION_METHODS
-    from prototypes.localization import check_localization_options
+    from prototypes import LOCALIZATION_METHODS, check_localization_options
 
     named = {"localization.push_method": [config.localization.push_method],
              "localization.evaluation_methods": config.localization.evaluation_methods,
@@ -311,19 +317,22 @@ def _check_metric_options(config: Config, source: str) -> None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
-    """Read a YAML config (or only defaults when ``path`` is None) and apply overrides."""
+    """Read a YAML config (or only defaults when ``path`` is None) and apply overrides.
+
+    ``path`` is a file, or the name of a shipped config (``synthetic_protopnet``): see
+    :func:`protoexplain.config_files.find_config`.
+    """
     tree: dict = {}
-    source = str(path) if path is not None else "defaults"
+    source = "defaults"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+        found = find_config(path)
+        source = found.source
         try:
-            tree = yaml.safe_load(path.read_text()) or {}
+            tree = yaml.safe_load(found.text) or {}
         except yaml.YAMLError as error:
-            raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
+            raise ConfigError(f"config file {source} is not valid YAML: {error}") from error
         if not isinstance(tree, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+            raise ConfigError(f"config file {source} must hold a mapping at the top level")
     tree = copy.deepcopy(tree)
     for text in overrides:
         key_path, value = parse_override(text)

@@ -11,14 +11,9 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from protoexplain.config import Config
+from protoexplain.data.labels import class_names_of, is_multi_label
 from protoexplain.factory import make_loader
 from protoexplain.metrics.auroc import AurocSummary, per_class_auroc
-from protoexplain.report import class_names_of
-
-
-def is_multi_label(dataset: Dataset) -> bool:
-    """Whether ``dataset``'s labels are multi-hot (its ``multi_label`` attribute)."""
-    return bool(getattr(dataset, "multi_label", False))
 
 
 class ScoreRecorder:

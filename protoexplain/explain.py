@@ -13,25 +13,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from protoexplain.checkpoint import atomic_write_json
+from protoexplain.atomic_io import atomic_write_json
 from protoexplain.data.image_io import read_image
-from protoexplain.evaluation import is_multi_label
+from protoexplain.data.labels import class_names_of, is_multi_label
 from protoexplain.factory import build_dataset
 from protoexplain.pipeline import method_options
-from protoexplain.report import class_names_of
 from protoexplain.run_dir import LoadedRun
 from protoexplain.visualize import (
+    BOX_COLOUR,
     caption,
     display_scale,
-    draw_box,
     enlarge,
     hstack,
     localization_tiles,
+    receptive_field_tile,
     to_rgb_uint8,
+    vstack,
     write_png,
 )
 from prototypes import localize
@@ -43,14 +43,6 @@ def load_images(paths: list[Path], size: tuple[int, int]) -> torch.Tensor:
     return torch.stack([F.interpolate(image[None], size=size, mode="bilinear",
                                       align_corners=False, antialias=True)[0].clamp(0, 1)
                         for image in images])
-
-
-def vstack(rows: list[np.ndarray]) -> np.ndarray:
-    """Stack picture rows of different widths, padding with white."""
-    width = max(row.shape[1] for row in rows)
-    padded = [np.concatenate([row, np.full((row.shape[0], width - row.shape[1], 3), 255,
-                                           np.uint8)], axis=1) for row in rows]
-    return np.concatenate(padded, axis=0)
 
 
 def class_weights(model: torch.nn.Module) -> torch.Tensor:
@@ -103,10 +95,10 @@ def explain_images(run: LoadedRun, paths: list[Path], out_dir: Path, *, top_k: i
                 images[n], {name: (found[name].maps[pair], found[name].boxes[pair].tolist())
                             for name in names}, scale=scale)
             record = records[prototype]
-            source = enlarge(to_rgb_uint8(push_set[record.sample_index]["image"]), scale)
-            source = draw_box(source, record.receptive_field_box, scale=scale, thickness=2)
-            tiles.append(caption(source, f"looks like p{prototype} "
-                                         f"({class_names[record.class_index]})"))
+            tiles.append(receptive_field_tile(
+                push_set[record.sample_index]["image"], record.receptive_field_box,
+                f"looks like p{prototype} ({class_names[record.class_index]})", scale=scale,
+                colour=BOX_COLOUR))
             rows.append(caption(hstack(tiles), f"prototype {prototype}: similarity "
                                                f"{float(similarities[n, prototype]):.3f}, "
                                                f"contribution {float(scores[n, k]):.3f}"))

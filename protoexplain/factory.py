@@ -9,8 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from protoexplain import data
-from protoexplain.config import Config, ConfigError
+from protoexplain.config import Config, ConfigError, dataset_class
 from protoexplain.data.collate import collate
 from prototypes import ProtoPNet, XProtoNet
 
@@ -19,7 +18,10 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when available; anything else is passed to :class:`torch.device`."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:  # an unknown device type, e.g. 'tpu'
+        raise ConfigError(f"'device' is {name!r}, which torch does not know: {error}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"'device' is {name!r} but CUDA is not available on this machine")
     return device
@@ -29,7 +31,7 @@ def use_deterministic_kernels(device: torch.device, enabled: bool) -> None:
     """On a GPU, make PyTorch choose deterministic kernels (cuDNN convolutions and reductions
     of a fixed order; an op that has none warns and runs anyway), so that a seed gives the same
     weights on every run and a resumed run continues exactly. Without them, two trainings of
-    one seed on an H100 ended at test accuracies 0.921 and 0.949 (README, "Reliability").
+    one seed on an H100 ended at test accuracies 0.921 and 0.949 (docs/reproducibility.md).
     The CPU path is deterministic already, so nothing changes there. Process-wide, as
     PyTorch's own switch is; cuBLAS needs its workspace setting before its first use, hence
     the call before the model moves to the device."""
@@ -51,7 +53,7 @@ def build_dataset(config: Config, split: str, *, augment: bool | None = None) ->
     the data. A value the data set refuses (or a corrupt file it names) is a ConfigError
     naming the data set, the split and its options, which the CLI reports in one line.
     """
-    cls = getattr(data, config.data.dataset)
+    cls = dataset_class(config.data.dataset)
     kwargs = dict(config.data.options)
     parameters = inspect.signature(cls).parameters
     if augment is not None and "augment" in parameters:

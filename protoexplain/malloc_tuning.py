@@ -6,13 +6,13 @@ more than ``M_TRIM_THRESHOLD`` is free there (128 KiB at start, at most 64 MiB a
 threshold grows), and the next tensor of that size is faulted back in, one zeroed page at a
 time. Training and the learned masks allocate and free the same large batches at every step,
 so the untuned demo spent 307 s in system time, in 96 million minor page faults
-(docs/results.md, "Keeping freed memory").
+(docs/performance.md, "Keeping freed memory").
 
 :func:`tune_malloc` raises three of glibc's ``mallopt(3)`` limits at the start of the
 ``protoexplain`` command, so freed memory stays in the process for reuse. PyTorch's CPU
 tuning guide makes the same point by recommending an allocator that keeps memory (jemalloc,
 tcmalloc); this keeps glibc and needs no extra library. What it buys and what it costs in
-memory is measured side by side by ``benchmarks/malloc_tuning.py`` (see docs/results.md).
+memory is measured side by side by ``research/malloc_tuning.py`` (see docs/performance.md).
 
 It changes nothing:
 

@@ -16,14 +16,15 @@ from typing import Any
 
 import torch
 
+from protoexplain.atomic_io import atomic_write_json
 from protoexplain.benchmark import benchmark_table, run_benchmark, write_benchmark
-from protoexplain.checkpoint import atomic_write_json
 from protoexplain.config import Config
+from protoexplain.data.labels import class_names_of
 from protoexplain.evaluation import classification_metrics, headline
 from protoexplain.factory import build_dataset
 from protoexplain.metrics.localization import LocalizationSettings
 from protoexplain.projection import localize_records, projection_json
-from protoexplain.report import class_names_of, write_html_report, write_prototype_pictures
+from protoexplain.report import write_html_report, write_prototype_pictures
 from protoexplain.run_dir import LoadedRun, load_run
 from protoexplain.training_run import train
 

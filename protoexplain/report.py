@@ -9,16 +9,12 @@ from typing import Any
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from protoexplain.checkpoint import atomic_write_text
+from protoexplain.atomic_io import atomic_write_text
 from protoexplain.visualize import (
-    FIELD_COLOUR,
-    caption,
     display_scale,
-    draw_box,
-    enlarge,
     hstack,
     localization_tiles,
-    to_rgb_uint8,
+    receptive_field_tile,
     write_png,
 )
 from prototypes import ProjectionRecord
@@ -36,12 +32,12 @@ def write_prototype_pictures(run_dir: Path, dataset: Dataset, records: list[Proj
                                            disable=not progress)):
         image = dataset[record.sample_index]["image"]
         scale = display_scale(image.shape[-1])
-        source = enlarge(to_rgb_uint8(image), scale)
-        source = draw_box(source, record.receptive_field_box, FIELD_COLOUR, scale, 2)
-        title = f"p{record.prototype} {class_names[record.class_index]}"
+        source = receptive_field_tile(image, record.receptive_field_box,
+                                      f"p{record.prototype} {class_names[record.class_index]}",
+                                      scale=scale)
         maps = {name: (found["maps"][position], found["boxes"][position].tolist())
                 for name, found in localizations.items()}
-        tiles = [caption(source, title)] + localization_tiles(image, maps, scale=scale)
+        tiles = [source] + localization_tiles(image, maps, scale=scale)
         relative = f"{PICTURE_DIR}/prototype_{record.prototype:04d}.png"
         write_png(run_dir / relative, hstack(tiles))
         paths.append(relative)
@@ -102,9 +98,3 @@ in that image and its high-activation box (yellow).</p>
 </body></html>
 """
     return atomic_write_text(run_dir / "report.html", page)
-
-
-def class_names_of(dataset: Dataset) -> list[str]:
-    """The data set's class names, or their indices as text."""
-    names = getattr(dataset, "classes", None)
-    return list(names) if names is not None else [str(i) for i in range(dataset.num_classes)]

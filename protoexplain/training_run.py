@@ -37,7 +37,8 @@ from tqdm.auto import tqdm
 from protoexplain.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from protoexplain.config import Config, ConfigError, loss_section, save_config
 from protoexplain.config_schema import to_dict
-from protoexplain.evaluation import ScoreRecorder, is_multi_label
+from protoexplain.data.labels import class_names_of, is_multi_label
+from protoexplain.evaluation import ScoreRecorder
 from protoexplain.factory import (
     build_model,
     build_run_data,
@@ -45,7 +46,6 @@ from protoexplain.factory import (
     resolve_device,
     use_deterministic_kernels,
 )
-from protoexplain.report import class_names_of
 from prototypes import (
     LossCoefficients,
     ProjectionRecord,

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from protoexplain.checkpoint import atomic_write_bytes
+from protoexplain.atomic_io import atomic_write_bytes
 
 BOX_COLOUR = (255, 255, 0)  # RGB yellow, as the original's high-activation boxes
 FIELD_COLOUR = (0, 255, 255)  # RGB cyan for receptive fields
@@ -63,6 +63,23 @@ def hstack(tiles: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
         pad = np.full((height - tile.shape[0], tile.shape[1], 3), 255, np.uint8)
         row.extend([np.concatenate([tile, pad], axis=0), spacer])
     return np.concatenate(row[:-1], axis=1)
+
+
+def vstack(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack picture rows of different widths top to bottom, padding each on the right with
+    white."""
+    width = max(row.shape[1] for row in rows)
+    padded = [np.concatenate([row, np.full((row.shape[0], width - row.shape[1], 3), 255,
+                                           np.uint8)], axis=1) for row in rows]
+    return np.concatenate(padded, axis=0)
+
+
+def receptive_field_tile(image: torch.Tensor, box: Sequence[float], title: str, *, scale: int,
+                         colour: tuple[int, int, int] = FIELD_COLOUR) -> np.ndarray:
+    """A prototype's source image enlarged ``scale`` times, with the (y0, y1, x0, x1) box of
+    its latent patch's receptive field (unscaled pixels, 2 px thick) and ``title`` above."""
+    tile = draw_box(enlarge(to_rgb_uint8(image), scale), box, colour, scale, 2)
+    return caption(tile, title)
 
 
 def localization_tiles(image: torch.Tensor, maps: dict[str, tuple[torch.Tensor, Sequence]],

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prototypes.modes import evaluation_mode
+from hdm.hooks import evaluation_mode
 
 __all__ = ["alignment_loss", "fold_to", "shallow_layer_index", "trunk_maps"]
 

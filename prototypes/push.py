@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from hdm.hooks import evaluation_mode
 from prototypes.model import ProtoPNet
-from prototypes.modes import evaluation_mode
 from prototypes.receptive_field import receptive_field_boxes
 
 __all__ = ["ProjectionRecord", "push"]

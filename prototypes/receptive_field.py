@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from prototypes.modes import evaluation_mode
+from hdm.hooks import evaluation_mode
 
 __all__ = ["ReceptiveField", "image_size_pair", "receptive_field_box", "receptive_field_boxes",
            "trace_receptive_field"]

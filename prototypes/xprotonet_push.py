@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from prototypes.modes import evaluation_mode
+from hdm.hooks import evaluation_mode
 from prototypes.push import ProjectionRecord
 from prototypes.receptive_field import receptive_field_boxes
 from prototypes.xprotonet import XProtoNet

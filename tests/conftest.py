@@ -16,6 +16,17 @@ if "OMP_NUM_THREADS" not in os.environ:
     torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked ``cuda`` (``@pytest.mark.cuda``, or
+    ``pytest.param(..., marks=pytest.mark.cuda)``) when no CUDA device is available."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
     torch.manual_seed(0)

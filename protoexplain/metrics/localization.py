@@ -6,7 +6,8 @@ needs (keypoints: consistency and stability; object masks: relevance and object 
 pointing; part masks: part energy / pointing / box IoU; labelled boxes: box energy /
 pointing / IoU); the others are left out.
 
-Metrics (fractions in [0, 1]; higher is better except for the ``sanity_*`` values):
+Metrics (fractions in [0, 1]; which way each is better, and which are model-level:
+:data:`protoexplain.metrics.registry.METRICS`):
 
 - ``consistency``, ``stability``: Huang et al. 2023 (:mod:`protoexplain.metrics.parts`),
   per prototype then averaged over prototypes;
@@ -35,8 +36,7 @@ Metrics (fractions in [0, 1]; higher is better except for the ``sanity_*`` value
   (:mod:`protoexplain.metrics.boxes`; pairs whose image has no box of the class are skipped);
 - ``deletion``, ``insertion``: area under the curve of the pair's score divided by its
   unperturbed value, as pixels are removed / inserted in the map's order (RISE protocol and
-  substrates of :mod:`hdm.metrics`: black for deletion, blurred image for insertion); lower
-  and higher are better respectively;
+  substrates of :mod:`hdm.metrics`: black for deletion, blurred image for insertion);
 - ``sanity_spearman``, ``sanity_ssim``: similarity of the maps of the trained and of a
   randomised model (:mod:`protoexplain.metrics.sanity`); low values pass;
 - cost: ``seconds_per_pair``, ``forward_passes_per_pair``, ``backward_passes_per_pair`` of the
@@ -46,10 +46,11 @@ Pair-level metrics are averaged over pairs (NaN values, e.g. a constant map's un
 rank correlation, are left out of the mean). Fidelity and deletion / insertion are relative
 to the pair's unperturbed score, so they are left out (NaN) for pairs whose score is not
 positive: a prototype that is absent from an image (a negative XProtoNet cosine on a
-positive image: 2 of 30 pairs of a synthetic-radiograph model, ``benchmarks/empty_masks.py``)
+positive image: 2 of 30 pairs of a synthetic-radiograph model, ``research/empty_masks.py``)
 has no region to remove, and its "drop" ``(s - s') / |s|`` is large and negative when a
-perturbation moves the cosine toward zero, which made the mean fidelity of every method
-negative. ProtoPNet's log similarity is always positive, so this never applies there.
+perturbation moves the cosine toward zero; kept in the mean, such pairs turn the mean
+fidelity of every method negative on that model. ProtoPNet's log similarity is always
+positive, so this never applies there.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ from protoexplain.metrics.relevance import (
     top_fraction_masks,
 )
 from protoexplain.metrics.sanity import spearman_correlation, structural_similarity
-from protoexplain.metrics.scores import FILLS, SIMILARITY_AT, PairScores, fill_values
+from protoexplain.metrics.scores import FILLS, SCORES, PairScores, fill_values
 from prototypes import localize
 
 METRICS_VERSION = 3
@@ -108,10 +109,10 @@ class LocalizationSettings:
     noise_std, noise_bound: Huang's noise in normalised input space (0.2, clipped at 0.25).
     pointing_tolerance: pointing-game tolerance in pixels; ``None`` scales TorchRay's 15 px
         at 224 px to the image size.
-    similarity_at: the score of a pair for fidelity, occlusion and deletion/insertion:
-        ``"peak"``, the similarity at the latent position where the prototype peaks on the
-        unperturbed image (Xu-Darme et al.), or ``"max"``, the max-pooled similarity the
-        classifier uses.
+    score: the score of a pair for fidelity, occlusion and deletion/insertion (the same
+        vocabulary as the learned masks' option ``score``): ``"peak"``, the similarity at the
+        latent position where the prototype peaks on the unperturbed image (Xu-Darme et al.),
+        or ``"pooled"``, the pooled similarity the classifier uses.
     fill: what removed pixels become for fidelity and occlusion: ``"dataset_mean"``, the
         model's normalisation mean (zero after normalisation, as Xu-Darme et al.), or
         ``"image_mean"``, each image's per-channel mean colour, or ``"blur"``, a heavily
@@ -131,7 +132,7 @@ class LocalizationSettings:
     noise_std: float = NOISE_STD
     noise_bound: float = NOISE_BOUND
     pointing_tolerance: float | None = None
-    similarity_at: str = "peak"
+    score: str = "peak"
     fill: str = "dataset_mean"
     stability: bool = True
     sanity: bool = True
@@ -139,9 +140,8 @@ class LocalizationSettings:
     deletion_steps: int = 32
 
     def __post_init__(self) -> None:
-        if self.similarity_at not in SIMILARITY_AT:
-            raise ValueError(f"similarity_at must be one of {SIMILARITY_AT}, "
-                             f"got {self.similarity_at!r}")
+        if self.score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
         if self.fill not in FILLS:
             raise ValueError(f"fill must be one of {FILLS}, got {self.fill!r}")
         if self.deletion_steps < 1:
@@ -190,7 +190,7 @@ def noisy_responsible_parts(model: nn.Module, pairs: EvaluationPairs,
         part_masks = pairs.ground_truth["part_masks"][rows].to(device)
         noisy = _batch_noise(model, images, settings, seed, batch_number)
         scores = pair_part_scores(model, noisy, ids, part_masks, definition=part_definition,
-                                  similarity_at=settings.similarity_at, fill=settings.fill)
+                                  score=settings.score, fill=settings.fill)
         found.append(relied_on_parts(scores, part_masks.flatten(2).any(dim=2)).cpu())
     return torch.cat(found) if found else torch.zeros(0, dtype=torch.long)
 
@@ -343,7 +343,7 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
         ids = pairs.prototypes[start:start + batch_size].to(device)
         images = pairs.images[rows].to(device)
         truth = {key: value[rows].to(device) for key, value in pairs.ground_truth.items()}
-        scores = PairScores(model, images, ids, settings.similarity_at)
+        scores = PairScores(model, images, ids, settings.score)
         with counting_passes(model, cost):
             maps, boxes = _localize(model, images, ids, method, options)
 

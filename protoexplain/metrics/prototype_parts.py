@@ -99,18 +99,18 @@ def responsible_parts(scores: Tensor, visible: Tensor) -> Tensor:
 
 def pair_part_scores(model: nn.Module, images: Tensor, prototype_ids: Tensor,
                      part_masks: Tensor, *, definition: str = "occlusion",
-                     similarity_at: str = "peak", fill: str = "dataset_mean") -> Tensor:
+                     score: str = "peak", fill: str = "dataset_mean") -> Tensor:
     """One batch's score of every part for every pair: float (B, N) on the images' device.
 
     images: (B, C, H, W) in [0, 1]; prototype_ids: (B,); part_masks: bool (B, N, H, W).
-    definition: ``"occlusion"`` or ``"latent_peak"`` (module docstring); similarity_at, fill:
+    definition: ``"occlusion"`` or ``"latent_peak"`` (module docstring); score, fill:
     as :class:`protoexplain.metrics.localization.LocalizationSettings` (occlusion only).
     ``latent_peak`` needs ``model.receptive_field`` (``start``, ``jump`` in pixels).
     """
     if definition not in PART_DEFINITIONS:
         raise ValueError(f"part definition must be one of {PART_DEFINITIONS}, "
                          f"got {definition!r}")
-    scores = PairScores(model, images, prototype_ids, similarity_at)
+    scores = PairScores(model, images, prototype_ids, score)
     if definition == "occlusion":
         return occlusion_scores(scores.of_images, images, part_masks,
                                 fill_values(model, images, fill), scores.reference)
@@ -121,7 +121,7 @@ def pair_part_scores(model: nn.Module, images: Tensor, prototype_ids: Tensor,
 
 
 def score_pair_parts(model: nn.Module, pairs: EvaluationPairs, *,
-                     definition: str = "occlusion", similarity_at: str = "peak",
+                     definition: str = "occlusion", score: str = "peak",
                      fill: str = "dataset_mean", batch_size: int = 16,
                      device: torch.device | str = "cpu", progress: bool = True
                      ) -> tuple[Tensor, Tensor]:
@@ -140,7 +140,7 @@ def score_pair_parts(model: nn.Module, pairs: EvaluationPairs, *,
         all_scores.append(pair_part_scores(
             model, pairs.images[rows].to(device),
             pairs.prototypes[start:start + batch_size].to(device), masks,
-            definition=definition, similarity_at=similarity_at, fill=fill).cpu())
+            definition=definition, score=score, fill=fill).cpu())
         all_visible.append(masks.flatten(2).any(dim=2).cpu())
     return torch.cat(all_scores), torch.cat(all_visible)
 

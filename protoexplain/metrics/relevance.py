@@ -15,8 +15,9 @@ Differences, all documented choices: the original thresholds ``map > sorted[int(
 which selects fewer than ``a N`` pixels when values tie (a saturated mask may select none);
 here exactly ``max(1, round(a N))`` pixels are selected and ties are broken by a fixed random
 order of the pixels (seeded), so flat maps neither gain nor lose by their ties. Fidelity is
-reported as the *relative drop* ``(s - s') / |s|`` (one minus the original ratio), so that for
-every metric of the benchmark except the sanity check higher is better.
+reported as the *relative drop* ``(s - s') / |s|`` (one minus the original ratio), so that,
+like relevance, higher is better (every metric's direction:
+:data:`protoexplain.metrics.registry.METRICS`).
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
-"""The score of an (image, prototype) pair (:class:`prototypes.pair_scores.PairScores`, here for
-the metrics' imports), and the colour that removed pixels take."""
+"""The score of an (image, prototype) pair (:class:`prototypes.localization.scores.PairScores`,
+here for the metrics' imports), and the colour that removed pixels take."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
 from hdm.perturbation import gaussian_blur
-from prototypes.pair_scores import SIMILARITY_AT, PairScores
+from prototypes.localization.scores import SCORES, PairScores
 
-__all__ = ["FILLS", "SIMILARITY_AT", "PairScores", "fill_values"]
+__all__ = ["FILLS", "SCORES", "PairScores", "fill_values"]
 
 FILLS = ("dataset_mean", "image_mean", "blur")
 

@@ -39,7 +39,10 @@ def test_results_are_compared_without_timings(tmp_path):
 
 def test_a_chatty_workload_does_not_block_on_its_log():
     chatty = [sys.executable, "-c", "import sys; sys.stderr.write('log line\\n' * 50_000)"]
-    assert study_io.run_child(chatty, {})["wall_s"] > 0
+    usage = study_io.run_child(chatty, {})
+    assert set(usage) == {"wall_s", "user_s", "sys_s", "minor_faults", "max_rss_mib"}
+    assert 0.0 < usage["wall_s"] < 60.0  # finished: 450 kB of log did not fill a pipe
+    assert usage["max_rss_mib"] > 1.0 and usage["minor_faults"] > 0
 
 
 def test_a_protoexplain_command_line_runs_the_cli_quietly_with_its_overrides(tmp_path):

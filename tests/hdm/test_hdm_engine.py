@@ -11,15 +11,9 @@ import hdm
 from hdm.constraints import Clamp, Sigmoid
 from hdm.engine import MaskOptimizer, grid_shape
 from hdm.fidelity import Fidelity, deletion_loss
-from hdm.hooks import explaining, record_activations
+from hdm.hooks import evaluation_mode, explaining, record_activations
 from hdm.layers import block_ends, last_convolution, resolve_layers
-from hdm.maps import (
-    gaussian_bumps,
-    normalize_maps,
-    otsu_thresholds,
-    resize_maps,
-    weight_by_density,
-)
+from hdm.maps import gaussian_bumps, normalize_maps, otsu_thresholds, resize_maps
 from hdm.optimizers import TFRMSprop
 from hdm.perturbation import blend, gaussian_blur, gaussian_kernel, make_baseline
 from hdm.regularizers import LaplacianSmoothness, MaskArea, ParameterSparsity, TotalVariation
@@ -48,9 +42,18 @@ def test_regularisers_match_hand_computation():
     assert TotalVariation(3.0)(grid, grid).item() == 3.0
     spike = torch.zeros(1, 3, 3)
     spike[0, 1, 1] = 1.0
-    assert LaplacianSmoothness(1.0, kernel_size=3)(spike, spike).item() == 64.0
-    assert LaplacianSmoothness(1.0, kernel_size=5)(spike, spike).item() == 0.0  # grid < kernel
-    assert LaplacianSmoothness(1.0, kernel_size=3)(torch.ones(1, 4, 4), spike).item() == 0.0
+    # 8 at the spike, -1 at its 8 neighbours: (64 + 8) / 9
+    assert LaplacianSmoothness(1.0, kernel_size=3)(spike, spike).item() == 8.0
+    # the 5x5 kernel: 24 at the spike, -1 everywhere else
+    assert LaplacianSmoothness(1.0, kernel_size=5)(spike, spike).item() == pytest.approx(584 / 9)
+    for size in (3, 5):  # replicated borders keep a constant grid constant
+        assert LaplacianSmoothness(1.0, kernel_size=size)(torch.ones(1, 4, 4), spike).item() == 0.0
+    corner = torch.zeros(1, 3, 3)
+    corner[0, 0, 0] = 1.0
+    # The border is penalised too: the corner is a kernel centre (8 - 3 replicated copies = 5),
+    # its two edge neighbours read it twice (-2), the diagonal one once (-1): (25 + 8 + 1) / 9.
+    # A 'valid' convolution would only see it once, at the centre (-1): 1.
+    assert LaplacianSmoothness(1.0, kernel_size=3)(corner, corner).item() == pytest.approx(34 / 9)
     parameters = torch.tensor([[[-10.0, -8.0]]])
     assert ParameterSparsity(0.5, offset=10.0)(parameters, parameters).item() == 0.5
 
@@ -154,21 +157,6 @@ def test_deletion_term_makes_the_mask_cover_every_copy_of_the_evidence():
     assert float(left[1.0].max()) < 0.3
 
 
-def test_density_weighting_peaks_at_a_plateau_centre_and_prefers_a_blob_to_a_speck():
-    maps = torch.zeros(2, 21, 21)
-    maps[0, 4:15, 6:17] = 1.0  # plateau centred on (9, 11): argmax would take (4, 6)
-    maps[1, 2, 2] = 1.0  # an isolated speck at the top value ...
-    maps[1, 10:17, 10:17] = 0.9  # ... loses to a dense blob just below it
-    weighted = weight_by_density(maps, sigma=3.0)
-    assert divmod(int(weighted[0].flatten().argmax()), 21) == (9, 11)
-    assert divmod(int(weighted[1].flatten().argmax()), 21) == (13, 13)
-    assert torch.equal(weighted > 0, maps > 0)  # the support is kept
-    assert float(weighted.amin()) == 0.0 and torch.allclose(weighted.amax(dim=(1, 2)),
-                                                           torch.ones(2))
-    assert torch.equal(weight_by_density(maps, sigma=0.0), maps)
-    assert torch.equal(weight_by_density(torch.zeros(1, 5, 5), sigma=1.0), torch.zeros(1, 5, 5))
-
-
 def test_gaussian_bumps_peak_at_each_centre_and_fall_to_exp_minus_half_at_sigma():
     bumps = gaussian_bumps(torch.tensor([[2.0, 3.0], [0.5, 0.5]]), (5, 6), sigma=2.0)
     assert bumps.shape == (2, 5, 6)
@@ -251,6 +239,21 @@ def test_hooks_are_removed_after_explaining_even_on_error(small_cnn):
     with pytest.raises(ValueError):
         hdm.GradCAM(small_cnn)(images, torch.tensor([0, 9]))
     assert all(not m._forward_hooks and not m._backward_hooks for m in small_cnn.modules())
+
+
+@pytest.mark.parametrize("context", [explaining, evaluation_mode])
+def test_model_modes_come_back_module_by_module(context):
+    """A batch norm kept in eval (frozen statistics) inside a model in training mode stays in
+    eval after the block, which ``model.train(was_training)`` would undo."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                                torch.nn.ReLU()).train()
+    model[1].eval()
+    with context(model):
+        assert not any(module.training for module in model.modules())
+        assert context is explaining or not torch.is_grad_enabled()
+        assert context is evaluation_mode or not any(p.requires_grad for p in model.parameters())
+    assert [module.training for module in model.modules()] == [True, True, False, True]
+    assert all(p.requires_grad for p in model.parameters()) and torch.is_grad_enabled()
 
 
 def test_hdm_stops_after_the_first_stage_when_no_evidence_remains(small_cnn):

@@ -19,6 +19,7 @@ from protoexplain.benchmark import (
 )
 from protoexplain.data import SyntheticParts
 from protoexplain.metrics.localization import LocalizationSettings
+from protoexplain.metrics.registry import METRICS, metric_info
 from prototypes import ProtoPNet
 
 
@@ -49,6 +50,13 @@ def test_every_method_is_scored_on_the_same_pairs_with_every_ground_truth_metric
     assert results["upsample"]["forward_passes_per_pair"] == 1.0
     for name in ("oracle_consistency", "oracle_stability"):  # the model's, not the method's
         assert results["upsample"][name] == results["receptive_field"][name]
+
+
+def test_the_registry_describes_every_metric_the_benchmark_returns_and_no_other(results):
+    returned = {name.split("@")[0] for name in results["upsample"]}
+    box_metrics = {"energy_box", "pointing_box", "iou_box"}  # need labelled boxes
+    assert set(METRICS) == returned | box_metrics
+    assert all(metric_info(name) is not None for name in results["upsample"])
 
 
 def test_benchmark_files_hold_the_results_as_json_and_a_markdown_table(results, tmp_path):

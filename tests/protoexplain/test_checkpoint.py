@@ -8,7 +8,6 @@ import torch
 from protoexplain.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
-    atomic_write_text,
     load_checkpoint,
     save_checkpoint,
 )
@@ -50,10 +49,3 @@ def test_missing_corrupt_and_foreign_checkpoints_are_named(tmp_path):
     torch.save({"weights": torch.zeros(1)}, foreign)
     with pytest.raises(CheckpointError, match="format version None"):
         load_checkpoint(foreign)
-
-
-def test_atomic_text_write_replaces_content(tmp_path):
-    path = tmp_path / "metrics.json"
-    atomic_write_text(path, "{}")
-    atomic_write_text(path, '{"a": 1}')
-    assert path.read_text() == '{"a": 1}'

@@ -86,8 +86,12 @@ def test_data_set_options_are_checked_against_the_constructor(tmp_path):
     with pytest.raises(ConfigError, match="data.options.imag_size"):
         load_config(path)
     path = write(tmp_path, "data:\n  dataset: NoSuchSet\n")
-    with pytest.raises(ConfigError, match="unknown data set 'NoSuchSet'"):
+    with pytest.raises(ConfigError) as refused:
         load_config(path)
+    assert str(refused.value) == (
+        f"'data.dataset' in {path}: unknown data set 'NoSuchSet'; choose one of "
+        "SyntheticParts, SyntheticRadiographs, FashionComposites, CUB200, ChestXray14, "
+        "ImageFolder")
 
 
 def test_missing_or_malformed_file_is_named(tmp_path):
@@ -184,3 +188,11 @@ def test_localization_method_options_are_checked_when_the_config_loads(tmp_path)
         assert str(error.value).startswith(f"'localization.method_options.{method}' in {path}")
     path = write(tmp_path, "localization:\n  method_options: {hdm: {benchmark_steps: 10}}\n")
     assert load_config(path).localization.method_options == {"hdm": {"benchmark_steps": 10}}
+
+
+def test_metric_options_name_the_score_as_the_learned_masks_do():
+    config = load_config(None, ["localization.metric_options={score: pooled}"])
+    assert config.localization.metric_options == {"score": "pooled"}
+    with pytest.raises(ConfigError, match=r"unknown config key "
+                       r"'localization\.metric_options\.similarity_at'.*allowed: .*score"):
+        load_config(None, ["localization.metric_options={similarity_at: max}"])

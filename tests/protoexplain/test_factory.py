@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from protoexplain.config import (
     XPROTONET_SHARED_ARGUMENTS,
@@ -14,6 +15,7 @@ from protoexplain.config import (
     load_config,
     xprotonet_option_names,
 )
+from protoexplain.config_schema import to_dict
 from protoexplain.factory import build_dataset, build_model, use_deterministic_kernels
 from prototypes import ProtoPNet, XProtoNet
 
@@ -50,9 +52,25 @@ def test_every_xprotonet_argument_is_either_shared_or_an_option():
 CONFIGS = Path(__file__).parents[2] / "configs"
 
 
+def _leaves(tree: dict, prefix: tuple = ()):
+    """(key path, value) of every leaf of a nested mapping (an empty mapping is a leaf)."""
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key), value
+
+
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda path: path.name)
-def test_every_shipped_config_loads(path):
-    assert load_config(path).model.backbone
+def test_every_shipped_config_loads_with_every_value_it_sets(path):
+    written = yaml.safe_load(path.read_text())
+    loaded = to_dict(load_config(path))
+    for keys, value in _leaves(written):
+        found = loaded
+        for key in keys:
+            found = found[key]
+        assert found == value, ".".join(keys)
+    assert loaded["model"]["architecture"] in ("protopnet", "xprotonet")
 
 
 @pytest.mark.parametrize("name, latent", [("synthetic_protopnet", 8),

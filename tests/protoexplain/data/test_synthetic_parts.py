@@ -117,13 +117,16 @@ def test_part_masks_are_disjoint_and_their_union_is_the_object_mask():
 def test_occluders_only_remove_part_pixels():
     clear = SyntheticParts(occlusion=0.0, **SMALL)
     occluded = SyntheticParts(occlusion=1.0, **SMALL)
-    removed = 0
+    largest_occluder = (2 * 0.12 * SMALL["image_size"]) ** 2  # half-size at most 12 %
+    removed = []
     for i in range(len(clear)):
         before, after = clear.render(i).label_map, occluded.render(i).label_map
         changed = before != after
         assert (after[changed] == 0).all()
-        removed += changed.sum()
-    assert removed > 0
+        removed.append(int(changed.sum()))
+    # every image has an occluder on the bird; a thin one can miss every part pixel
+    assert sum(count > 0 for count in removed) >= 0.8 * len(removed)
+    assert max(removed) <= largest_occluder
 
 
 def test_keypoints_are_centres_of_visible_part_pixels():

@@ -120,7 +120,7 @@ def test_fidelity_and_deletion_skip_pairs_whose_prototype_score_is_not_positive(
                       backbone_options={"width": 2}).eval()
     images = torch.stack([BoxedImages()[i]["image"] for i in (0, 2)])
     features = model(images).prototype_features.mean(dim=0)  # (P, D)
-    settings = LocalizationSettings(sanity=False, stability=False, similarity_at="max")
+    settings = LocalizationSettings(sanity=False, stability=False, score="pooled")
 
     def benchmark(sign: float) -> dict[str, float]:
         with torch.no_grad():
