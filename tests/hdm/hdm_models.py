@@ -12,21 +12,12 @@ BOX = (10, 22, 12, 24)
 """The evidence box ``(y0, y1, x0, x1)`` of :class:`RegionModel`: 144 of 1024 pixels (14%)."""
 
 
-class RegionModel(nn.Module):
-    """Class 0's logit grows with the content of a fixed box; nothing outside the box counts.
+class _ClassZeroEvidence(nn.Module):
+    """Two bias-free 3x3 convolutions and a linear head whose class 0 weights all features by
+    ``scale`` and the other classes by 0; subclasses decide which pixels reach the body."""
 
-    ``logits[:, 0] = scale * mean_{box} sum_c ReLU(conv(ReLU(conv(x * box))))``, the other
-    classes' logits are 0. The input is cut to the box before any layer, so the score
-    depends on the pixels inside the box only. The convolutions have no bias, so the
-    feature maps vanish more than 2 px (two 3x3 kernels) away from the box.
-    """
-
-    def __init__(self, classes: int = 4, scale: float = 12.0) -> None:
+    def __init__(self, classes: int, scale: float) -> None:
         super().__init__()
-        y0, y1, x0, x1 = BOX
-        box = torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE)
-        box[..., y0:y1, x0:x1] = 1
-        self.register_buffer("box", box)
         self.body = nn.Sequential(
             nn.Conv2d(3, 8, 3, padding=1, bias=False),
             nn.ReLU(),
@@ -37,6 +28,23 @@ class RegionModel(nn.Module):
         with torch.no_grad():
             self.head.weight.zero_()
             self.head.weight[0] = scale
+
+
+class RegionModel(_ClassZeroEvidence):
+    """Class 0's logit grows with the content of a fixed box; nothing outside the box counts.
+
+    ``logits[:, 0] = scale * mean_{box} sum_c ReLU(conv(ReLU(conv(x * box))))``, the other
+    classes' logits are 0. The input is cut to the box before any layer, so the score
+    depends on the pixels inside the box only. The convolutions have no bias, so the
+    feature maps vanish more than 2 px (two 3x3 kernels) away from the box.
+    """
+
+    def __init__(self, classes: int = 4, scale: float = 12.0) -> None:
+        super().__init__(classes, scale)
+        y0, y1, x0, x1 = BOX
+        box = torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE)
+        box[..., y0:y1, x0:x1] = 1
+        self.register_buffer("box", box)
 
     def forward(self, images: Tensor) -> Tensor:
         features = self.body(images * self.box) * self.box
@@ -47,7 +55,7 @@ CENTRE = (8, 24)
 """The rows and columns ``(start, end)`` of the only pixels :class:`CentreModel` sees."""
 
 
-class CentreModel(nn.Module):
+class CentreModel(_ClassZeroEvidence):
     """Class 0's logit grows with the content of the centre 16x16 pixels (:data:`CENTRE`).
 
     The image is cropped to the centre before any layer, so no pixel outside it reaches the
@@ -55,17 +63,7 @@ class CentreModel(nn.Module):
     """
 
     def __init__(self, classes: int = 4, scale: float = 12.0) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1, bias=False),
-            nn.ReLU(),
-            nn.Conv2d(8, 8, 3, padding=1, bias=False),
-            nn.ReLU(),
-        )
-        self.head = nn.Linear(8, classes, bias=False)
-        with torch.no_grad():
-            self.head.weight.zero_()
-            self.head.weight[0] = scale
+        super().__init__(classes, scale)
 
     def forward(self, images: Tensor) -> Tensor:
         start, end = CENTRE
