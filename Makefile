@@ -9,13 +9,15 @@ STAMP  := $(VENV)/.protoexplain-installed
 setup: $(STAMP)
 
 # A virtual environment with the pinned PyTorch (the CUDA build; it runs on the CPU) and the
-# project in editable mode, plus the Debian Fashion-MNIST data used by the real-image benchmark.
+# project in editable mode, plus the Debian Fashion-MNIST data used by the real-image benchmark
+# and Debian's chromium for the report's browser tests.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@bash scripts/install_data.sh
+	@bash scripts/install_browser.sh
 	touch $@
 
 # Writes runs/demo (runs/demo-2, -3, ... when taken: no earlier run is overwritten).

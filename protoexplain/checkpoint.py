@@ -8,6 +8,10 @@ truncated checkpoint behind.
 
 from __future__ import annotations
 
+import pickle
+import re
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,39 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, unreadable or of an unknown format."""
+    """A checkpoint that is missing, unreadable, not protoexplain's, of an unknown format or
+    missing a field; the message is one line naming the file."""
+
+
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _unreadable(path: Path, error: Exception) -> CheckpointError:
+    """One line saying why ``path`` is not a checkpoint protoexplain reads (PyTorch's own
+    message, which suggests unpickling the file unsafely, is left out)."""
+    found = _UNSUPPORTED_GLOBAL.search(str(error))
+    if isinstance(error, pickle.UnpicklingError) and found:
+        what = f" ({found.group(1)})"
+        return CheckpointError(
+            f"{path} is not a protoexplain checkpoint: it holds pickled Python objects{what}, "
+            "and protoexplain only reads state dicts, tensors and plain values (it never "
+            "unpickles code); a model saved by the original ProtoPNet code is read with "
+            "'protoexplain import-protopnet'")
+    return CheckpointError(f"{path} is not a checkpoint protoexplain can read (not a PyTorch "
+                           f"file, or a truncated one: {type(error).__name__})")
+
+
+def require_fields(payload: dict[str, Any], path: str | Path, names: Iterable[str], *,
+                   within: str = "") -> None:
+    """Raise a CheckpointError naming the first of ``names`` that ``payload`` lacks."""
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"checkpoint {path}: {within or 'the checkpoint'} is not a "
+                              "mapping")
+    for name in names:
+        if name not in payload:
+            key = f"{within}.{name}" if within else name
+            raise CheckpointError(f"checkpoint {path} has no '{key}': it was not written by "
+                                  "this protoexplain's 'train', or is damaged")
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -37,11 +73,29 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. a pickle protocol torch.load does not expect
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for corrupt files
-        raise CheckpointError(f"checkpoint {path} cannot be read: {error}") from error
-    version = payload.get("format_version") if isinstance(payload, dict) else None
+        raise _unreadable(path, error) from None
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise CheckpointError(f"{path} is not a protoexplain checkpoint (it has no "
+                              "format_version)")
+    version = payload["format_version"]
     if version != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has format version {version!r}; "
                               f"this protoexplain reads version {FORMAT_VERSION}")
     return payload
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
+    """``model.load_state_dict(state)``; a state that does not fit the model (another shape
+    or other parameters than the checkpoint's config describes) is a one-line
+    CheckpointError."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError) as error:
+        first = str(error).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[1:3]) if len(first) > 1 else first[0]
+        raise CheckpointError(f"checkpoint {path} does not fit the model its config describes "
+                              f"({detail[:300]})") from None

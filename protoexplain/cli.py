@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 
 from protoexplain.checkpoint import CheckpointError
 from protoexplain.config import ConfigError, load_config
 from protoexplain.malloc_tuning import tune_malloc
+from protoexplain.run_lock import RunDirError, run_lock
+
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT, as shells report it)."""
 
 DEMO_CONFIG = "synthetic_protopnet"
 """The shipped config of ``protoexplain demo`` (see :mod:`protoexplain.config_files`)."""
@@ -20,7 +25,7 @@ each prototype lives in an image with learned saliency masks instead of an upsam
 
 Start with 'protoexplain demo': it trains a small ProtoPNet on the embedded SyntheticParts
 data set on the CPU and writes a run directory (metrics.json, projection.json, one PNG per
-prototype, report.html).
+prototype, report/index.html).
 
 On Linux with glibc the command keeps freed tensor memory in the process, which made the
 CPU demo a third faster; PROTOEXPLAIN_MALLOC_TUNING=0 turns that off.
@@ -44,6 +49,21 @@ def positive_int(text: str) -> int:
     if count < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return count
+
+
+OVERWRITE_HELP = ("replace the run the directory holds: removes its run files (config.yaml, "
+                  "checkpoint.pt, metrics.json, ..., prototypes/, explanations/, report/) and "
+                  "nothing else; without it such a directory is refused")
+
+
+def png_file(text: str) -> Path:
+    """``show-data --out``: a file name ending in ``.png`` that is not a folder."""
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"expected a file name ending in .png, got {text!r}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; name a .png file in it")
+    return path
 
 
 _FROM_CONFIG = object()
@@ -78,9 +98,18 @@ def _add_progress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="debug-level logging")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (``protoexplain train: error: ...``, exit status 2), like
+    every other error of the command line; ``--help`` shows the usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see "
+                     f"'{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="protoexplain", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="protoexplain", description=DESCRIPTION,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser(
@@ -96,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config value, e.g. --set training.epochs=5 "
                             "(repeatable; values are parsed as YAML)")
     train.add_argument("--resume", action="store_true",
-                       help="continue an interrupted run from RUN_DIR/checkpoint.pt")
+                       help="continue an interrupted run from RUN_DIR/checkpoint.pt (with the "
+                            "same config and --set values)")
+    train.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     _add_progress(train)
 
     evaluate = commands.add_parser(
@@ -144,6 +175,85 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--device", help="override the run's device")
     _add_progress(explain)
 
+    report = commands.add_parser(
+        "report", help="write the offline HTML report of a run (global and local views)",
+        description="Write a static site, RUN_DIR/report/index.html by default, that opens "
+                    "offline: the model overview and benchmark, a page per class with each "
+                    "prototype (source, localizations, nearest training patches, weights, "
+                    "flags), and local explanations of chosen test images. The numbers also "
+                    "go to data.json.")
+    report.add_argument("run_dir", type=Path)
+    report.add_argument("--out", type=Path, help="the site's folder (default: RUN_DIR/report; "
+                                                 "an earlier report there is replaced)")
+    report.add_argument("--methods", help="comma-separated localization methods (default: "
+                                          "upsample and the run's push method)")
+    report.add_argument("--test-images", type=int, default=None, metavar="N",
+                        help="test images with a local explanation (default 24; 0: none)")
+    report.add_argument("--device", help="override the run's device")
+    _add_progress(report)
+
+    imported = commands.add_parser(
+        "import-protopnet", help="a model saved by the original ProtoPNet code, as a run",
+        description="Read CHECKPOINT (torch.save of the original's model.PPNet, or its "
+                    "state_dict()) without the original's code and without running anything "
+                    "the file names, convert it to our ProtoPNet (same logits and distances; "
+                    "the ImageNet normalisation moves into the model) and write RUN_DIR. "
+                    "With --push-set, each prototype's nearest training patch is recorded "
+                    "(projection.json); the prototypes themselves stay as saved unless "
+                    "--project.")
+    imported.add_argument("checkpoint", type=Path)
+    imported.add_argument("--out", type=Path, required=True, help="the new run directory")
+    imported.add_argument("--arch", help="backbone name (default: read from the checkpoint)")
+    imported.add_argument("--image-size", type=positive_int,
+                          help="image side (default: the checkpoint's img_size, else 224)")
+    imported.add_argument("--activation", choices=["log", "linear"],
+                          help="for a state dict, which does not say (default log)")
+    imported.add_argument("--push-set", type=Path, metavar="DIR",
+                          help="image folder (class folders) of the training images: the "
+                               "run's data set, searched for each prototype's patch")
+    imported.add_argument("--push", action="store_true",
+                          help="search the train split of the data set given with --set "
+                               "data.* instead")
+    imported.add_argument("--project", action="store_true",
+                          help="replace the prototypes by the patches found (a checkpoint "
+                               "saved before its push)")
+    imported.add_argument("--boxes", type=Path, metavar="FILE",
+                          help="the original push's bb-receptive_field<epoch>.npy (or "
+                               "bb<epoch>.npy): take each prototype's source image from it")
+    imported.add_argument("--set", dest="overrides", action="append", default=[],
+                          metavar="KEY=VALUE", help="config value of the run, e.g. "
+                                                    "--set data.dataset=CUB200 (repeatable)")
+    _add_progress(imported)
+
+    prune = commands.add_parser(
+        "prune", help="remove prototypes whose nearest training patches are of other classes",
+        description="The original ProtoPNet's pruning: remove a prototype when fewer than "
+                    "THRESHOLD of its K nearest training patches come from its class, then "
+                    "fine-tune the last layer. Writes a new run (default RUN_DIR-pruned) with "
+                    "pruning.json and test accuracy before and after in metrics.json.")
+    prune.add_argument("run_dir", type=Path)
+    prune.add_argument("--out", type=Path, help="the pruned run (default: RUN_DIR-pruned)")
+    prune.add_argument("--k", type=positive_int, default=6, help="nearest patches (default 6)")
+    prune.add_argument("--threshold", type=int, default=3,
+                       help="own-class patches needed to stay (default 3)")
+    prune.add_argument("--epochs", type=int, default=None,
+                       help="last-layer epochs (default: the run's training.last_layer_epochs; "
+                            "the original runs 100)")
+    prune.add_argument("--device", help="override the run's device")
+    _add_progress(prune)
+
+    analysis = commands.add_parser(
+        "global-analysis", help="each prototype's k nearest training and test patches",
+        description="Find each prototype's K nearest patches (one per image) in the training "
+                    "and test sets, localize the prototype in each, and write "
+                    "RUN_DIR/global_analysis.json (the report shows it when present).")
+    analysis.add_argument("run_dir", type=Path)
+    analysis.add_argument("--k", type=positive_int, default=5, help="neighbours (default 5)")
+    analysis.add_argument("--method", help="localization method (default: the run's "
+                                           "localization.push_method)")
+    analysis.add_argument("--device", help="override the run's device")
+    _add_progress(analysis)
+
     demo = commands.add_parser(
         "demo", help="the main job on the embedded SyntheticParts data set (CPU, minutes)",
         description=f"Train and evaluate with the shipped config {DEMO_CONFIG}.yaml and write "
@@ -152,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run directory (default: runs/demo, or runs/demo-N when taken)")
     demo.add_argument("--set", dest="overrides", action="append", default=[],
                       metavar="KEY=VALUE", help="override a config value (repeatable)")
+    demo.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     _add_progress(demo)
 
     preview = commands.add_parser(
@@ -162,24 +273,57 @@ def build_parser() -> argparse.ArgumentParser:
                          help="YAML config file or shipped config name (default: the demo's)")
     preview.add_argument("--split", default="train", choices=["train", "val", "test"])
     preview.add_argument("--count", type=positive_int, default=16, help="number of samples")
-    preview.add_argument("--out", type=Path, default=Path("runs/contact_sheet.png"))
+    preview.add_argument("--out", type=png_file, default=Path("runs/contact_sheet.png"),
+                         help="the PNG file to write (default runs/contact_sheet.png)")
     preview.add_argument("--set", dest="overrides", action="append", default=[],
                          metavar="KEY=VALUE", help="override a config value (repeatable)")
     return parser
 
 
 def _train(config_path: str, overrides: list[str], out: Path | None, resume: bool,
-           progress: bool, verbose: bool) -> int:
+           progress: bool, verbose: bool, overwrite: bool = False) -> int:
+    """``train`` and ``demo``: check the config, lock the run directory, refuse one that
+    holds a run (unless ``overwrite``) or, with ``resume``, one with nothing to resume; then
+    train and report. Ctrl-C ends with one line saying what is kept and how to resume."""
     from protoexplain.pipeline import train_and_report
+    from protoexplain.run_start import check_resumable, prepare_new_run
 
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run a directory holds and --overwrite "
+                          "replaces it: pass one of them")
     config = load_config(config_path, overrides)
     run_dir = out or _default_run_dir(config_path)
-    if (run_dir / "checkpoint.pt").exists() and not resume:
-        raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or "
-                          "--out to start a new one")
-    _setup_logging(run_dir, verbose)
-    train_and_report(config, run_dir, resume=resume, progress=progress)
+    if resume:
+        check_resumable(run_dir)  # before the lock creates a mistyped directory
+    command = ["protoexplain", "train", config_path, "--out", str(run_dir),
+               *(item for value in overrides for item in ("--set", value))]
+    with run_lock(run_dir, f"protoexplain train {config_path}"):
+        if not resume:
+            prepare_new_run(run_dir, overwrite=overwrite)
+        _setup_logging(run_dir, verbose)
+        try:
+            train_and_report(config, run_dir, resume=resume, progress=progress)
+        except KeyboardInterrupt as interrupt:
+            kept, resumable = _kept(run_dir, interrupt)
+            again = [*command, "--resume" if resumable else "--overwrite"]
+            print(f"protoexplain: interrupted: {kept}; "
+                  f"{'resume' if resumable else 'start again'} with: "
+                  f"{' '.join(shlex.quote(part) for part in again)}", file=sys.stderr)
+            return INTERRUPTED
     return 0
+
+
+def _kept(run_dir: Path, interrupt: KeyboardInterrupt) -> tuple[str, bool]:
+    """What an interrupted ``train`` leaves in ``run_dir``, in words, and whether there is a
+    checkpoint to resume."""
+    from protoexplain.training_run import TrainingInterrupted
+
+    if isinstance(interrupt, TrainingInterrupted) and interrupt.completed > 0:
+        return (f"{interrupt.checkpoint} keeps the last completed stage ({interrupt.completed} "
+                f"of {interrupt.total})"), True
+    if (run_dir / "checkpoint.pt").is_file():
+        return f"{run_dir / 'checkpoint.pt'} keeps the last completed stage", True
+    return f"no stage had completed, so {run_dir} holds no checkpoint to resume", False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,16 +334,20 @@ def main(argv: list[str] | None = None) -> int:
         _setup_logging(None, verbose)  # before tune_malloc, so that -v shows what it set;
         tune_malloc()                  # `train` and `demo` add their run's train.log
         if args.command == "train":
-            return _train(args.config, args.overrides, args.out, args.resume, progress, verbose)
+            return _train(args.config, args.overrides, args.out, args.resume, progress, verbose,
+                          args.overwrite)
         if args.command == "demo":
             out = args.out or _first_free(Path("runs/demo"))
-            return _train(DEMO_CONFIG, args.overrides, out, False, progress, verbose)
+            return _train(DEMO_CONFIG, args.overrides, out, False, progress, verbose,
+                          args.overwrite)
         if args.command == "evaluate":
             from protoexplain.evaluation import headline
             from protoexplain.pipeline import evaluate_run
             from protoexplain.run_dir import load_run
 
-            metrics = evaluate_run(load_run(args.run_dir, args.device), progress=progress)
+            run = load_run(args.run_dir, args.device)
+            with run_lock(args.run_dir, "protoexplain evaluate"):
+                metrics = evaluate_run(run, progress=progress)
             print(f"{headline(metrics)} -> {args.run_dir}/metrics.json")
             return 0
         if args.command == "benchmark":
@@ -215,8 +363,9 @@ def main(argv: list[str] | None = None) -> int:
             check_localization_methods(run.config, "--methods")
             count = (run.config.localization.images_per_prototype
                      if args.images_per_prototype is _FROM_CONFIG else args.images_per_prototype)
-            results = benchmark_run(run, methods, images_per_prototype=count,
-                                    progress=progress)
+            with run_lock(args.run_dir, "protoexplain benchmark"):
+                results = benchmark_run(run, methods, images_per_prototype=count,
+                                        progress=progress)
             print(benchmark_table(results))
             return 0
         if args.command == "explain":
@@ -230,10 +379,66 @@ def main(argv: list[str] | None = None) -> int:
             if methods:  # named methods are checked as benchmark's are, before any work
                 run.config.localization.evaluation_methods = methods
                 check_localization_methods(run.config, "--methods")
-            for result in explain_images(run, args.images, out, top_k=args.top,
-                                         methods=methods):
+            if out.resolve().is_relative_to(args.run_dir.resolve()):  # writes into the run
+                with run_lock(args.run_dir, "protoexplain explain"):
+                    results = explain_images(run, args.images, out, top_k=args.top,
+                                             methods=methods)
+            else:
+                results = explain_images(run, args.images, out, top_k=args.top, methods=methods)
+            for result in results:
                 print(f"{result['image']}: {result['predicted_class']} "
                       f"({result['probability']:.2f}) -> {result['picture']}")
+            return 0
+        if args.command == "report":
+            from protoexplain.config import check_localization_methods
+            from protoexplain.report import DEFAULT_TEST_IMAGES, write_report
+            from protoexplain.run_dir import load_run
+
+            run = load_run(args.run_dir, args.device)
+            methods = args.methods.split(",") if args.methods else None
+            if methods:
+                run.config.localization.evaluation_methods = methods
+                check_localization_methods(run.config, "--methods")
+            count = DEFAULT_TEST_IMAGES if args.test_images is None else args.test_images
+            if count < 0:
+                raise ConfigError(f"--test-images must be 0 or more, got {count}")
+            summary = write_report(run, args.out, methods=methods, test_images=count,
+                                   progress=progress)
+            print(f"wrote {summary.path} ({summary.files} files, "
+                  f"{summary.bytes / 2**20:.1f} MiB)")
+            return 0
+        if args.command == "import-protopnet":
+            from protoexplain.import_protopnet import import_protopnet
+
+            info = import_protopnet(args.checkpoint, args.out, arch=args.arch,
+                                    image_size=args.image_size, activation=args.activation,
+                                    push_set=args.push_set, push_now=args.push,
+                                    project=args.project, boxes=args.boxes,
+                                    overrides=args.overrides,
+                                    progress=progress)
+            print(f"imported {info['backbone']} ProtoPNet ({info['num_prototypes']} prototypes, "
+                  f"{'projected' if info['projected'] else 'unprojected'}) -> {args.out}")
+            return 0
+        if args.command == "prune":
+            from protoexplain.prune import prune_run
+
+            metrics = prune_run(args.run_dir, args.out, k=args.k, threshold=args.threshold,
+                                epochs=args.epochs, device=args.device, progress=progress)
+            print(f"{metrics['num_prototypes_before_pruning']} -> {metrics['num_prototypes']} "
+                  f"prototypes; test accuracy {metrics['test_accuracy_before_pruning']:.4f} "
+                  f"before, {metrics['test_accuracy']:.4f} after pruning and fine-tuning")
+            return 0
+        if args.command == "global-analysis":
+            from protoexplain.config import check_localization_methods
+            from protoexplain.global_analysis import GLOBAL_ANALYSIS, global_analysis
+            from protoexplain.run_dir import load_run
+
+            run = load_run(args.run_dir, args.device)
+            if args.method:
+                run.config.localization.evaluation_methods = [args.method]
+                check_localization_methods(run.config, "--method")
+            global_analysis(run, k=args.k, method=args.method, progress=progress)
+            print(f"wrote {args.run_dir / GLOBAL_ANALYSIS}")
             return 0
         if args.command == "show-data":
             from protoexplain.data.contact_sheet import write_contact_sheet
@@ -241,12 +446,23 @@ def main(argv: list[str] | None = None) -> int:
 
             config = load_config(args.config, args.overrides)
             dataset = build_dataset(config, args.split, augment=False)
-            path = write_contact_sheet(dataset, args.out, count=args.count)
+            if len(dataset) == 0:
+                raise ConfigError(f"the {args.split} split of data set {config.data.dataset} "
+                                  "is empty: there is nothing to show")
+            try:
+                path = write_contact_sheet(dataset, args.out, count=args.count)
+            except OSError as error:
+                reason = error.strerror or str(error)
+                raise ConfigError(f"--out {args.out} cannot be written: {reason}"
+                                  + (f" ({error.filename})" if error.filename else "")) from None
             print(f"wrote {path}")
             return 0
-    except (ConfigError, CheckpointError, OSError) as error:
-        print(f"protoexplain: error: {error}", file=sys.stderr)
+    except (ConfigError, CheckpointError, RunDirError, OSError) as error:
+        print(f"protoexplain: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("protoexplain: interrupted", file=sys.stderr)
+        return INTERRUPTED
     except RuntimeError as error:
         from protoexplain.training_run import TrainingStopped
 

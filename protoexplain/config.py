@@ -26,10 +26,13 @@ from typing import Any, Literal
 
 import yaml
 
+from protoexplain.atomic_io import atomic_write_text
 from protoexplain.config_files import find_config
-from protoexplain.config_schema import ConfigError, build, to_dict
+from protoexplain.config_schema import ConfigError, Rule, build, rule, to_dict
+from protoexplain.strict_yaml import load_yaml
+from prototypes.backbones import BACKBONES
 from prototypes.losses import LossCoefficients
-from prototypes.training import LearningRates
+from prototypes.training import LearningRates, plan_schedule
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_override", "save_config"]
 
@@ -44,11 +47,12 @@ class DataConfig:
     """Where the data set's files are (``null`` for generated sets)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the data set's constructor (checked against its signature)."""
-    batch_size: int = 80
+    batch_size: int = field(default=80, metadata=rule(minimum=1))
     """Training batch size (the original's ``train_batch_size``)."""
-    eval_batch_size: int = 100
+    eval_batch_size: int = field(default=100, metadata=rule(minimum=1))
     """Batch size for validation, test and push (the original's ``test_batch_size``)."""
-    num_workers: int = 0
+    num_workers: int = field(default=0, metadata=rule(minimum=0, may_change_on_resume=True))
+    """Data loader worker processes (0: load in the training process)."""
 
 
 ARCHITECTURES = ("protopnet", "xprotonet")
@@ -62,20 +66,23 @@ class ModelConfig:
 
     architecture: Literal["protopnet", "xprotonet"] = "protopnet"
     """``protopnet`` (single-label data) or ``xprotonet`` (multi-label or single-label)."""
-    backbone: str = "vgg19"
+    backbone: str = field(default="vgg19", metadata=rule(choices=lambda: BACKBONES))
     backbone_options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the backbone constructor (``width`` for ``small_cnn``)."""
     pretrained: str | None = None
     """A torchvision weights name (needs the network) or a path to a local state-dict file."""
-    prototypes_per_class: int = 10
-    prototype_dim: int = 128
+    prototypes_per_class: int = field(default=10, metadata=rule(minimum=1))
+    prototype_dim: int = field(default=128, metadata=rule(minimum=1))
     add_on: Literal["regular", "bottleneck"] = "regular"
     activation: Literal["log", "linear"] = "log"
     """ProtoPNet only (XProtoNet: ``model.xprotonet.latent_activation``)."""
     incorrect_class_connection: float = -0.5
     """ProtoPNet only (XProtoNet: ``model.xprotonet.incorrect_class_connection``)."""
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406],
+                              metadata=rule(length=3))
+    """Per-channel (RGB) normalisation the model applies inside its forward."""
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225],
+                             metadata=rule(length=3, items=Rule(above=0)))
     xprotonet: dict[str, Any] = field(default_factory=dict)
     """XProtoNet only: keyword options of :class:`prototypes.XProtoNet` that the fields above
     do not cover (``latent_activation``, ``last_layer``, ``incorrect_class_connection``);
@@ -86,22 +93,25 @@ class ModelConfig:
 class TrainingConfig:
     """The phase schedule of the original (``main.py``)."""
 
-    epochs: int = 1000
-    pretrain_epochs: int = 0
+    epochs: int = field(default=1000, metadata=rule(minimum=1))
+    pretrain_epochs: int = field(default=0, metadata=rule(minimum=0))
     """Epochs of plain classification (trunk + average pooling + a temporary linear head)
     before ProtoPNet's phases: a warm start for trunks without ImageNet weights (our
     addition; the original always starts from ImageNet weights)."""
-    pretrain_lr: float = 3e-3
+    pretrain_lr: float = field(default=3e-3, metadata=rule(minimum=0))
     """Adam learning rate of those epochs."""
-    warm_epochs: int = 5
-    push_start: int = 10
-    push_every: int = 10
-    last_layer_epochs: int = 20
+    warm_epochs: int = field(default=5, metadata=rule(minimum=0))
+    push_start: int = field(default=10, metadata=rule(minimum=0))
+    push_every: int = field(default=10, metadata=rule(minimum=1))
+    last_layer_epochs: int = field(default=20, metadata=rule(minimum=0))
     final_push: bool = False
     """Push once more after the last epoch when it was not a push epoch (the original
     does not), so the run always ends with projected prototypes."""
-    learning_rates: LearningRates = field(default_factory=LearningRates)
-    """Per-group learning rates, the original's by default (``settings.py``)."""
+    learning_rates: LearningRates = field(default_factory=LearningRates, metadata=rule(
+        every=Rule(minimum=0),
+        fields={"joint_step_size": Rule(minimum=1), "joint_gamma": Rule(above=0)}))
+    """Per-group learning rates, the original's by default (``settings.py``): learning rates
+    and weight decay >= 0, ``joint_step_size`` >= 1, ``joint_gamma`` > 0."""
     loss: Any = field(default_factory=LossCoefficients)
     """The loss coefficients of ``model.architecture``: :class:`prototypes.LossCoefficients`
     (the original's ``coefs``) for ProtoPNet,
@@ -120,7 +130,7 @@ class LocalizationConfig:
     """Methods compared after training and by ``protoexplain benchmark``."""
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Keyword options per method name (e.g. ``hdm: {benchmark_steps: 100}``), used everywhere."""
-    images_per_prototype: int | None = 10
+    images_per_prototype: int | None = field(default=10, metadata=rule(minimum=1))
     """Test images of its class per prototype in the benchmark (``null``: all)."""
     metric_options: dict[str, Any] = field(default_factory=dict)
     """Options of the localization metrics, the fields of
@@ -128,22 +138,41 @@ class LocalizationConfig:
     false`` to skip the extra noisy localization per pair)."""
 
 
+def device_problem(name: str) -> str | None:
+    """Why ``device`` cannot name a device (None when it can): ``auto`` or a string
+    :class:`torch.device` parses. Whether it is available is checked when the run starts."""
+    import torch
+
+    if name == "auto":
+        return None
+    try:
+        torch.device(name)
+    except RuntimeError:
+        return "must be auto, cpu, cuda, cuda:N or another device type torch knows (e.g. mps)"
+    return None
+
+
 @dataclass
 class Config:
     """A whole run."""
 
     seed: int = 0
-    device: str = "auto"
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    device: str = field(default="auto", metadata=rule(check=device_problem,
+                                                      may_change_on_resume=True))
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N`` (or another device
+    type torch knows, e.g. ``mps``)."""
     deterministic: bool = True
     """On a GPU, use deterministic kernels so that a seed reproduces its run (see
     :func:`protoexplain.factory.use_deterministic_kernels`); ``false`` trades that for speed.
     The CPU is deterministic either way, for a given number of threads (the thread count
-    changes the order of sums: README, "Reliability")."""
+    changes the order of sums: docs/reproducibility.md)."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    localization: LocalizationConfig = field(default_factory=LocalizationConfig)
+    localization: LocalizationConfig = field(default_factory=LocalizationConfig,
+                                              metadata=rule(may_change_on_resume=True))
+    """What is measured and drawn after training (it never changes training)."""
+
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -154,7 +183,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not key:
         raise ConfigError(f"override '{text}' has an empty key")
-    return key.split("."), yaml.safe_load(raw) if raw.strip() else None
+    return key.split("."), load_yaml(raw, f"the value of override '{text}'") if raw.strip() \
+        else None
 
 
 def _apply_override(tree: dict, path: list[str], value: Any) -> None:
@@ -327,10 +357,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     if path is not None:
         found = find_config(path)
         source = found.source
-        try:
-            tree = yaml.safe_load(found.text) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config file {source} is not valid YAML: {error}") from error
+        tree = load_yaml(found.text, f"config file {source}")
+        if tree is None or tree == {}:
+            raise ConfigError(f"config file {source} is empty: it would train the defaults of "
+                              "protoexplain/config.py (vgg19, 1000 epochs); list the settings "
+                              "that differ from them, or start from a shipped config")
         if not isinstance(tree, dict):
             raise ConfigError(f"config file {source} must hold a mapping at the top level")
     tree = copy.deepcopy(tree)
@@ -344,12 +375,30 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     _check_dataset_options(config, source)
     check_localization_methods(config, source)
     _check_metric_options(config, source)
+    check_schedule(config, source)
     return config
+
+
+def check_schedule(config: Config, source: str) -> None:
+    """The schedule must push at least once: model selection only takes projected models,
+    so a run without a push could train for days and then have nothing to select."""
+    training = config.training
+    stages = plan_schedule(epochs=training.epochs, warm_epochs=training.warm_epochs,
+                           push_start=training.push_start, push_every=training.push_every,
+                           last_layer_epochs=training.last_layer_epochs,
+                           final_push=training.final_push)
+    if not any(stage.kind == "push" for stage in stages):
+        raise ConfigError(
+            f"'training.push_start' in {source}: the schedule never pushes (training.epochs "
+            f"{training.epochs}, push_start {training.push_start}, push_every "
+            f"{training.push_every}), so there would be no projected model to select; push "
+            "at an epoch e with push_start <= e < epochs and e a multiple of push_every, or "
+            "set training.final_push: true")
 
 
 def save_config(config: Config, path: str | Path) -> None:
     """Write the resolved config (every field) as YAML."""
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 def config_from_dict(tree: dict, source: str = "checkpoint") -> Config:

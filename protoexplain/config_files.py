@@ -43,7 +43,7 @@ def find_config(path_or_name: str | Path) -> ConfigFile:
     """
     path = Path(path_or_name)
     if path.is_file():
-        return ConfigFile(path.stem, str(path), path.read_text())
+        return ConfigFile(path.stem, str(path), _read_text(path))
     if path.exists():
         raise ConfigError(f"config file {path} is not a file")
     shipped = shipped_configs()
@@ -52,3 +52,17 @@ def find_config(path_or_name: str | Path) -> ConfigFile:
         return ConfigFile(name, f"shipped config {name}.yaml", shipped[name].read_text())
     raise ConfigError(f"config file {path} does not exist, and '{name}' is not a shipped "
                       f"config (shipped: {', '.join(shipped)})")
+
+
+def _read_text(path: Path) -> str:
+    """The file's text (UTF-8); a file that is not text is a ConfigError naming it."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not a text file (byte {error.start} is not "
+                          "UTF-8); a config is a YAML text file") from None
+    if "\x00" in text:
+        raise ConfigError(f"config file {path} is not a text file (it holds NUL bytes); a "
+                          "config is a YAML text file")
+    return text

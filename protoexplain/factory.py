@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -12,6 +14,9 @@ from torch.utils.data import DataLoader, Dataset
 from protoexplain.config import Config, ConfigError, dataset_class
 from protoexplain.data.collate import collate
 from prototypes import ProtoPNet, XProtoNet
+from prototypes.backbones import build_backbone
+
+log = logging.getLogger("protoexplain")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -85,13 +90,45 @@ class RunData:
 
 
 def build_run_data(config: Config) -> RunData:
-    """Training (augmented), push (unaugmented training), validation and test sets."""
-    return RunData(
+    """Training (augmented), push (unaugmented training), validation and test sets.
+
+    A split without items is a ConfigError naming the data set and split (a run needs all
+    three: training, model selection and the test metrics). The images that
+    ``on_bad_image: skip`` left out are logged, their count and files
+    (:func:`skipped_images` gives them for ``metrics.json``).
+    """
+    data = RunData(
         train=build_dataset(config, "train", augment=True),
         push=build_dataset(config, "train", augment=False),
         val=build_dataset(config, "val", augment=False),
         test=build_dataset(config, "test", augment=False),
     )
+    for split, files in skipped_images(data).items():
+        shown = ", ".join(f"{entry['file']} ({entry['reason']})" for entry in files[:20])
+        more = f" and {len(files) - 20} more (all in metrics.json)" if len(files) > 20 else ""
+        log.warning("on_bad_image: skip left out %d unreadable image(s) of the %s split: %s%s",
+                    len(files), split, shown, more)
+    for split in ("train", "val", "test"):
+        if len(getattr(data, split)) == 0:
+            skipped = len(skipped_images(data).get(split, []))
+            why = f" (all {skipped} of its images were unreadable and skipped)" if skipped else ""
+            raise ConfigError(f"data set {config.data.dataset}: the {split} split is "
+                              f"empty{why}; a run needs images in train, val and test "
+                              f"(data.root {config.data.root}, data.options "
+                              f"{dict(config.data.options)})")
+    return data
+
+
+def skipped_images(data: RunData) -> dict[str, list[dict[str, str]]]:
+    """Per split (``train``, ``val``, ``test``), the files that ``on_bad_image: skip`` left
+    out, as ``{"file": ..., "reason": ...}``; splits without any are left out."""
+    found = {}
+    for split in ("train", "val", "test"):
+        skipped = getattr(getattr(data, split), "skipped", None) or []
+        if skipped:
+            found[split] = [{"file": str(path), "reason": str(reason)}
+                            for path, reason in skipped]
+    return found
 
 
 def make_loader(dataset: Dataset, batch_size: int, config: Config, *,
@@ -126,7 +163,55 @@ def build_model(config: Config, num_classes: int, image_size: int, *,
         pretrained=model.pretrained if load_pretrained else None,
         backbone_options=model.backbone_options,
     )
-    if model.architecture == "xprotonet":
-        return XProtoNet(**shared, **model.xprotonet)
-    return ProtoPNet(**shared, activation=model.activation,
-                     incorrect_class_connection=model.incorrect_class_connection)
+    try:
+        if model.architecture == "xprotonet":
+            return XProtoNet(**shared, **model.xprotonet)
+        return ProtoPNet(**shared, activation=model.activation,
+                         incorrect_class_connection=model.incorrect_class_connection)
+    except (ValueError, RuntimeError) as error:  # a value the trunk or the model refuses
+        smallest = smallest_image_size(model.backbone, model.backbone_options)
+        if smallest is not None and image_size < smallest:
+            raise ConfigError(
+                f"'model.backbone' {model.backbone!r} needs images of at least {smallest} px, "
+                f"and the data set gives {image_size} px (data.options.image_size); use "
+                "larger images or a trunk with a smaller total stride (e.g. small_cnn)"
+            ) from None
+        text = " ".join(str(error).split())
+        raise ConfigError(f"the model cannot be built (model.backbone {model.backbone!r}, "
+                          f"model.backbone_options {dict(model.backbone_options)}, "
+                          f"model.pretrained {model.pretrained!r}, {image_size} px images): "
+                          f"{text}") from None
+
+
+def smallest_image_size(backbone: str, options: dict[str, Any],
+                        largest: int = 1024) -> int | None:
+    """The smallest square image side for which ``backbone`` (randomly initialised, with
+    ``options``) gives a latent map of at least one position; None when the trunk cannot be
+    built or no side up to ``largest`` works."""
+    try:
+        trunk, _ = build_backbone(backbone, None, **dict(options))
+    except (ValueError, TypeError, RuntimeError):
+        return None
+    trunk.eval()
+
+    def works(side: int) -> bool:
+        try:
+            with torch.no_grad():
+                output = trunk(torch.zeros(1, 3, side, side))
+        except (RuntimeError, ValueError):
+            return False
+        return min(output.shape[-2:]) >= 1
+
+    high = 1
+    while not works(high):  # double up to a side that works (small forwards first)
+        if high >= largest:
+            return None
+        high *= 2
+    low = high // 2 + 1 if high > 1 else 1  # then bisect down to the smallest one
+    while low < high:
+        middle = (low + high) // 2
+        if works(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low

@@ -1,8 +1,8 @@
 """The main job: train → evaluate → localize prototypes → run directory.
 
 A run directory holds (DESIGN.md): ``config.yaml``, ``checkpoint.pt``, ``metrics.json``,
-``projection.json``, one PNG per prototype under ``prototypes/``, ``report.html`` and
-``train.log``.
+``projection.json``, one PNG per prototype under ``prototypes/``, ``report/`` (the HTML
+report, :mod:`protoexplain.report`) and ``train.log``.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from typing import Any
 import torch
 
 from protoexplain.atomic_io import atomic_write_json
-from protoexplain.benchmark import benchmark_table, run_benchmark, write_benchmark
+from protoexplain.benchmark import run_benchmark, write_benchmark
 from protoexplain.config import Config
 from protoexplain.data.labels import class_names_of
 from protoexplain.evaluation import classification_metrics, headline
 from protoexplain.factory import build_dataset
 from protoexplain.metrics.localization import LocalizationSettings
 from protoexplain.projection import localize_records, projection_json
-from protoexplain.report import write_html_report, write_prototype_pictures
+from protoexplain.report import write_prototype_pictures, write_report
 from protoexplain.run_dir import LoadedRun, load_run
 from protoexplain.training_run import train
 
@@ -106,16 +106,18 @@ def train_and_report(config: Config, run_dir: str | Path, *, resume: bool = Fals
         "num_prototypes": len(result.records),
         "device": str(next(result.model.parameters()).device),
         "torch_threads": torch.get_num_threads(),
+        # what on_bad_image: skip left out, per split; the settings a resume changed
+        **({"skipped_images": result.skipped_images} if result.skipped_images else {}),
+        **({"config_changes": result.config_changes} if result.config_changes else {}),
     })
     run = load_run(run_dir)
     metrics = evaluate_run(run, progress=progress)
-    projection = write_projection(run, progress=progress)
+    write_projection(run, progress=progress)
     localization = config.localization
-    benchmark = benchmark_run(run, localization.evaluation_methods,
-                              images_per_prototype=localization.images_per_prototype,
-                              progress=progress)
-    write_html_report(run_dir, f"protoexplain run {run_dir.name}", metrics, projection,
-                      benchmark_table(benchmark))
+    benchmark_run(run, localization.evaluation_methods,
+                  images_per_prototype=localization.images_per_prototype, progress=progress)
+    report = write_report(run, progress=progress)
+    log.info("report -> %s", report.path)
     log.info("%s (%s %.4f, selected stage %d); run directory %s", headline(metrics),
              result.selection_metric, result.best_val_score, result.best_stage + 1, run_dir)
     return metrics

@@ -7,10 +7,19 @@ from pathlib import Path
 
 import torch
 
-from protoexplain.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from protoexplain.checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    load_checkpoint,
+    load_model_state,
+    require_fields,
+)
 from protoexplain.config import Config, config_from_dict
 from protoexplain.factory import build_model, resolve_device, use_deterministic_kernels
-from prototypes import ProjectionRecord
+from prototypes import ProjectionRecord, ProtoPNet, resize_prototypes
+
+RUN_FIELDS = ("config", "image_size", "model", "records")
+"""What a checkpoint holds for :func:`load_run`."""
 
 
 @dataclass
@@ -30,15 +39,22 @@ def load_run(run_dir: str | Path, device: str | None = None) -> LoadedRun:
     if not (run_dir / CHECKPOINT_NAME).is_file():
         raise CheckpointError(f"{run_dir} is not a run directory: it has no {CHECKPOINT_NAME} "
                               "(create one with 'protoexplain train CONFIG --out DIR')")
-    config = config_from_dict(load_checkpoint(run_dir, map_location="cpu")["config"],
-                              source=str(run_dir / CHECKPOINT_NAME))
+    path = run_dir / CHECKPOINT_NAME
+    saved = load_checkpoint(run_dir, map_location="cpu")
+    require_fields(saved, path, RUN_FIELDS)
+    config = config_from_dict(saved["config"], source=str(path))
     target = resolve_device(device or config.device)
     use_deterministic_kernels(target, config.deterministic)
     payload = load_checkpoint(run_dir, map_location=target)
-    num_classes = payload["model"]["prototype_class_identity"].shape[1]
-    model = build_model(config, num_classes, payload["image_size"],
+    identity = payload["model"].get("prototype_class_identity")
+    if not isinstance(identity, torch.Tensor) or identity.ndim != 2:
+        raise CheckpointError(f"checkpoint {path} has no 'model.prototype_class_identity': it "
+                              "was not written by this protoexplain's 'train', or is damaged")
+    model = build_model(config, identity.shape[1], payload["image_size"],
                         load_pretrained=False).to(target)
-    model.load_state_dict(payload["model"])
+    if identity.shape != model.prototype_class_identity.shape and isinstance(model, ProtoPNet):
+        resize_prototypes(model, identity)  # a pruned or imported model's own prototype count
+    load_model_state(model, payload["model"], path)
     model.eval()
     records = [ProjectionRecord.from_dict(record) for record in payload["records"]]
     return LoadedRun(path=run_dir, config=config, model=model, records=records, device=target)

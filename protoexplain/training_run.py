@@ -24,6 +24,7 @@ resuming stays exact.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from protoexplain.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from protoexplain.checkpoint import CHECKPOINT_NAME, load_model_state, save_checkpoint
 from protoexplain.config import Config, ConfigError, loss_section, save_config
 from protoexplain.config_schema import to_dict
 from protoexplain.data.labels import class_names_of, is_multi_label
@@ -44,8 +45,10 @@ from protoexplain.factory import (
     build_run_data,
     make_loader,
     resolve_device,
+    skipped_images,
     use_deterministic_kernels,
 )
+from protoexplain.run_start import resume_point
 from prototypes import (
     LossCoefficients,
     ProjectionRecord,
@@ -76,6 +79,17 @@ class TrainingStopped(RuntimeError):
     """Training stopped on a non-finite loss; the last good checkpoint is kept."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: ``checkpoint.pt`` keeps the last completed stage
+    (``completed`` stages of ``total``; none when ``completed`` is 0)."""
+
+    def __init__(self, completed: int, total: int, checkpoint: Path) -> None:
+        super().__init__(f"interrupted after {completed} of {total} stages")
+        self.completed = completed
+        self.total = total
+        self.checkpoint = checkpoint
+
+
 @dataclass(frozen=True)
 class ArchitectureTraining:
     """What trains one architecture: its objective, its push and its loss coefficients."""
@@ -104,6 +118,12 @@ class TrainingResult:
     best_stage: int
     selection_metric: str
     best_val_score: float
+    config_changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """The config changes that resuming accepted (``stage``: where the run was resumed,
+    ``key``, ``old``, ``new``); empty for a run never resumed with a change."""
+    skipped_images: dict[str, list[dict[str, str]]] = dataclasses.field(default_factory=dict)
+    """Per split, the unreadable images that ``on_bad_image: skip`` left out (file and
+    reason); empty when none were."""
 
 
 def loss_coefficients(config: Config) -> Any:
@@ -164,12 +184,16 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
           progress: bool = True) -> TrainingResult:
     """Train, push and select the model ``config`` describes, writing into ``run_dir``.
 
-    Raises :class:`TrainingStopped` (naming the stage and step) when a loss is not finite;
-    ``checkpoint.pt`` then still holds the last completed stage.
+    Raises :class:`TrainingStopped` (naming the stage and step) when a loss is not finite,
+    and :class:`TrainingInterrupted` on Ctrl-C; ``checkpoint.pt`` then still holds the last
+    completed stage. With ``resume``, a directory without a checkpoint, or a config that
+    differs from the checkpoint's in more than the keys that may change, is a
+    :class:`~protoexplain.run_lock.RunDirError` (:func:`protoexplain.run_start.resume_point`).
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = run_dir / CHECKPOINT_NAME
+    resumed = resume_point(run_dir, config) if resume else None
+    run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     use_deterministic_kernels(device, config.deterministic)
     torch.manual_seed(config.seed)
@@ -192,21 +216,26 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
         pretrainer.parameters_to_train(), lr=config.training.pretrain_lr))
 
     state: dict[str, Any] = {"next_stage": 0, "history": [], "records": [],
-                             "best": None}
-    if resume and checkpoint_path.exists():
-        # read onto the CPU: load_state_dict copies each tensor to where its model or optimizer
-        # lives, and the random generators take their states as CPU byte tensors
-        saved = load_checkpoint(checkpoint_path, map_location="cpu")
-        training_state = saved["training_state"]
-        model.load_state_dict(training_state["model"])
-        pretrainer.head.load_state_dict(training_state["pretrain_head"])
+                             "best": None, "config_changes": []}
+    if resumed is not None:
+        training_state = resumed.training_state
+        load_model_state(model, training_state["model"], checkpoint_path)
+        load_model_state(pretrainer.head, training_state["pretrain_head"], checkpoint_path)
         for phase, optimizer in optimizers.items():
             optimizer.load_state_dict(training_state["optimizers"][phase])
         torch.set_rng_state(training_state["rng"])
         if training_state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state_all(training_state["cuda_rng"])
         state = {key: training_state[key] for key in ("next_stage", "history", "records", "best")}
+        state["config_changes"] = list(training_state.get("config_changes", []))
         log.info("resuming %s at stage %d/%d", run_dir, state["next_stage"] + 1, len(stages))
+        if resumed.changes:
+            state["config_changes"] += [{"stage": state["next_stage"], "key": key, "old": old,
+                                         "new": new} for key, old, new in resumed.changes]
+            log.info("resumed with changed settings (recorded in metrics.json and "
+                     "config.yaml): %s", "; ".join(f"{key} {old!r} -> {new!r}"
+                                                  for key, old, new in resumed.changes))
+            save_config(config, run_dir / "config.yaml")
     else:
         save_config(config, run_dir / "config.yaml")
 
@@ -214,51 +243,57 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     push_loader = make_loader(data.push, config.data.eval_batch_size, config)
     stage_bar = tqdm(total=len(stages), initial=state["next_stage"], desc="training",
                      unit="stage", disable=not progress)
-    for stage in stages[state["next_stage"]:]:
-        started = time.perf_counter()
-        if stage.kind == "push":
-            records = parts.push(model, push_loader, progress=progress)
-            state["records"] = [record.to_dict() for record in records]
-            distances = [record.distance for record in records]
-            stats = {"mean_distance": sum(distances) / len(distances)}
-        else:
-            pretraining = stage.kind == "pretrain"
-            set_phase(model, "joint" if pretraining else stage.kind)
-            loader = make_loader(data.train, config.data.batch_size, config,
-                                 shuffle_seed=_stage_seed(config.seed, stage.index))
-            try:
-                stats = run_epoch(pretrainer if pretraining else model, loader,
-                                  optimizers[stage.kind].optimizer, coefs, train=True,
-                                  device=device, progress=progress, epoch=stage.epoch,
-                                  loss_fn=pretraining_loss if pretraining else parts.loss_fn)
-            except NonFiniteLossError as error:
-                stage_bar.close()
-                raise TrainingStopped(
-                    f"{error}; training stopped in stage {stage.index + 1} ({stage.kind}, "
-                    f"epoch {stage.epoch}); the last good checkpoint is {checkpoint_path}"
-                ) from error
-            optimizers[stage.kind].after_epoch()
-        if stage.kind == "pretrain":
-            val = run_epoch(pretrainer, val_loader, None, coefs, train=False, device=device,
-                            loss_fn=pretraining_loss)
-        else:
-            val = _validate(model, val_loader, coefs, parts.loss_fn, device, classes)
-        seconds = time.perf_counter() - started
-        entry = {"stage": stage.index, "kind": stage.kind, "epoch": stage.epoch,
-                 "seconds": round(seconds, 3),
-                 **{f"train_{k}": v for k, v in stats.items()},
-                 **{f"val_{k}": v for k, v in val.items()}}
-        state["history"].append(entry)
-        log.info(_format_stage(stage, len(stages), stats, val, seconds))
-        score = val["auroc"] if multi_label else val["accuracy"]
-        if stage.kind in PROJECTED_STAGES and _is_better(score, state["best"]):
-            state["best"] = {"stage": stage.index, "val_score": score,
-                             "model": copy.deepcopy(model.state_dict()),
-                             "records": list(state["records"])}
-        state["next_stage"] = stage.index + 1
-        save_checkpoint(checkpoint_path,
-                        _checkpoint_payload(config, model, pretrainer, optimizers, state))
-        stage_bar.update(1)
+    saved = state["next_stage"]  # the stages checkpoint.pt holds
+    try:
+        for stage in stages[state["next_stage"]:]:
+            started = time.perf_counter()
+            if stage.kind == "push":
+                records = parts.push(model, push_loader, progress=progress)
+                state["records"] = [record.to_dict() for record in records]
+                distances = [record.distance for record in records]
+                stats = {"mean_distance": sum(distances) / len(distances)}
+            else:
+                pretraining = stage.kind == "pretrain"
+                set_phase(model, "joint" if pretraining else stage.kind)
+                loader = make_loader(data.train, config.data.batch_size, config,
+                                     shuffle_seed=_stage_seed(config.seed, stage.index))
+                try:
+                    stats = run_epoch(pretrainer if pretraining else model, loader,
+                                      optimizers[stage.kind].optimizer, coefs, train=True,
+                                      device=device, progress=progress, epoch=stage.epoch,
+                                      loss_fn=pretraining_loss if pretraining else parts.loss_fn)
+                except NonFiniteLossError as error:
+                    stage_bar.close()
+                    raise TrainingStopped(
+                        f"{error}; training stopped in stage {stage.index + 1} ({stage.kind}, "
+                        f"epoch {stage.epoch}); the last good checkpoint is {checkpoint_path}"
+                    ) from error
+                optimizers[stage.kind].after_epoch()
+            if stage.kind == "pretrain":
+                val = run_epoch(pretrainer, val_loader, None, coefs, train=False, device=device,
+                                loss_fn=pretraining_loss)
+            else:
+                val = _validate(model, val_loader, coefs, parts.loss_fn, device, classes)
+            seconds = time.perf_counter() - started
+            entry = {"stage": stage.index, "kind": stage.kind, "epoch": stage.epoch,
+                     "seconds": round(seconds, 3),
+                     **{f"train_{k}": v for k, v in stats.items()},
+                     **{f"val_{k}": v for k, v in val.items()}}
+            state["history"].append(entry)
+            log.info(_format_stage(stage, len(stages), stats, val, seconds))
+            score = val["auroc"] if multi_label else val["accuracy"]
+            if stage.kind in PROJECTED_STAGES and _is_better(score, state["best"]):
+                state["best"] = {"stage": stage.index, "val_score": score,
+                                 "model": copy.deepcopy(model.state_dict()),
+                                 "records": list(state["records"])}
+            state["next_stage"] = stage.index + 1
+            save_checkpoint(checkpoint_path,
+                            _checkpoint_payload(config, model, pretrainer, optimizers, state))
+            saved = state["next_stage"]
+            stage_bar.update(1)
+    except KeyboardInterrupt:  # the checkpoint keeps the last completed stage
+        stage_bar.close()
+        raise TrainingInterrupted(saved, len(stages), checkpoint_path) from None
     stage_bar.close()
 
     best = state["best"]
@@ -269,7 +304,9 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     records = [ProjectionRecord.from_dict(record) for record in best["records"]]
     return TrainingResult(model=model, records=records, history=state["history"],
                           best_stage=best["stage"], selection_metric=selection_metric,
-                          best_val_score=best["val_score"])
+                          best_val_score=best["val_score"],
+                          config_changes=state["config_changes"],
+                          skipped_images=skipped_images(data))
 
 
 def schedule(config: Config) -> list[Stage]:

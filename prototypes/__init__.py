@@ -7,6 +7,7 @@ nothing about files, configs or command lines.
 """
 
 from prototypes.backbones import BACKBONES, build_backbone
+from prototypes.duplicates import duplicate_prototypes, merge_duplicates
 from prototypes.localization import (
     LOCALIZATION_METHODS,
     Localization,
@@ -16,6 +17,14 @@ from prototypes.localization import (
 )
 from prototypes.losses import LossCoefficients, protopnet_loss
 from prototypes.model import ProtoPNet, ProtoPNetOutput
+from prototypes.nearest_patches import NearestPatches, nearest_patches
+from prototypes.prototype_score import PrototypeScore, PrototypeSimilarities
+from prototypes.pruning import (
+    PruningDecision,
+    pruning_decisions,
+    resize_prototypes,
+    select_prototypes,
+)
 from prototypes.push import ProjectionRecord, push
 from prototypes.receptive_field import ReceptiveField, receptive_field_box
 from prototypes.training import (
@@ -37,12 +46,16 @@ __all__ = [
     "LOCALIZATION_METHODS",
     "LearningRates",
     "Localization",
+    "NearestPatches",
     "LossCoefficients",
     "NonFiniteLossError",
     "PhaseOptimizer",
     "ProjectionRecord",
     "ProtoPNet",
     "ProtoPNetOutput",
+    "PrototypeScore",
+    "PrototypeSimilarities",
+    "PruningDecision",
     "ReceptiveField",
     "Stage",
     "XProtoNet",
@@ -51,14 +64,20 @@ __all__ = [
     "build_backbone",
     "build_optimizer",
     "check_localization_options",
+    "duplicate_prototypes",
     "high_activation_box",
     "localize",
+    "merge_duplicates",
+    "nearest_patches",
     "plan_schedule",
     "protopnet_loss",
+    "pruning_decisions",
     "push",
     "push_xprotonet",
     "receptive_field_box",
+    "resize_prototypes",
     "run_epoch",
+    "select_prototypes",
     "set_phase",
     "xprotonet_loss",
 ]

@@ -11,6 +11,13 @@ models built with ``weights=None``:
 
 ``small_cnn`` is a small trunk of our own for CPU work (total stride 8: 64 px -> 8x8).
 
+The layout of a VGG, ResNet or DenseNet trunk can differ from the named one through keyword
+options (:data:`LAYOUT_OPTIONS`): ``cfg`` for VGG (torchvision's list of channel counts and
+``"M"`` max-pools; batch norm follows the name's ``_bn``), ``layers`` for ResNet (blocks per
+stage; the block type follows the name: basic for resnet18/34, bottleneck otherwise), and
+``growth_rate``, ``block_config``, ``num_init_features``, ``bn_size`` for DenseNet. Imported
+checkpoints of non-standard trunks use them (and tests use them for tiny trunks).
+
 Weights are never downloaded implicitly: ``pretrained`` is ``None`` (random init), a path to a
 local state-dict file, or a torchvision weights name (which needs torchvision's cache or the
 network).
@@ -27,7 +34,7 @@ import torch
 import torchvision
 from torch import nn
 
-__all__ = ["BACKBONES", "build_backbone", "small_cnn"]
+__all__ = ["BACKBONES", "LAYOUT_OPTIONS", "build_backbone", "small_cnn"]
 
 _RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 _VGGS = tuple(f"vgg{depth}{bn}" for depth in (11, 13, 16, 19) for bn in ("", "_bn"))
@@ -35,6 +42,13 @@ _DENSENETS = ("densenet121", "densenet161", "densenet169", "densenet201")
 
 BACKBONES: tuple[str, ...] = _RESNETS + _VGGS + _DENSENETS + ("small_cnn",)
 """Every name :func:`build_backbone` accepts."""
+
+LAYOUT_OPTIONS: dict[str, tuple[str, ...]] = {
+    "vgg": ("cfg",),
+    "resnet": ("layers",),
+    "densenet": ("growth_rate", "block_config", "num_init_features", "bn_size"),
+}
+"""Per family, the options that change a named trunk's layout (module docstring)."""
 
 # Keys of the classification head, which a weights file may or may not contain.
 _HEAD_PREFIXES = {"resnet": ("fc.",), "vgg": ("classifier.",), "densenet": ("classifier.",)}
@@ -104,7 +118,11 @@ def build_backbone(name: str, pretrained: str | Path | None = None,
         return trunk, _output_channels(trunk)
 
     family = _family(name)
-    model = torchvision.models.get_model(name, weights=None, **options)
+    layout = {key: options.pop(key) for key in LAYOUT_OPTIONS[family] if key in options}
+    if layout:
+        model = _custom_layout(name, family, layout, options)
+    else:
+        model = torchvision.models.get_model(name, weights=None, **options)
     if pretrained is not None:
         _load_pretrained(model, name, family, pretrained)
     trunk = _extract_trunk(model, family)
@@ -116,6 +134,30 @@ def _family(name: str) -> str:
         if name.startswith(family):
             return family
     raise AssertionError(f"no family for backbone {name!r}")
+
+
+def _custom_layout(name: str, family: str, layout: dict, options: dict) -> nn.Module:
+    """A torchvision-layout model of ``family`` with the ``layout`` options (no VGG head)."""
+    if family == "vgg":
+        cfg = list(layout["cfg"])
+        if not cfg or not all(v == "M" or (isinstance(v, int) and v > 0) for v in cfg):
+            raise ValueError(f"backbone {name}: cfg must list positive channel counts and 'M', "
+                             f"got {cfg}")
+        holder = nn.Module()  # keys "features.*" as torchvision's VGG, without its large head
+        holder.features = torchvision.models.vgg.make_layers(cfg, batch_norm=name.endswith("_bn"))
+        return holder
+    if family == "resnet":
+        layers = [int(v) for v in layout["layers"]]
+        if len(layers) != 4 or min(layers) < 1:
+            raise ValueError(f"backbone {name}: layers must be 4 positive block counts, got "
+                             f"{layout['layers']}")
+        resnet = torchvision.models.resnet
+        block = resnet.BasicBlock if name in ("resnet18", "resnet34") else resnet.Bottleneck
+        return resnet.ResNet(block, layers, **options)
+    densenet = dict(layout)
+    if "block_config" in densenet:
+        densenet["block_config"] = tuple(int(v) for v in densenet["block_config"])
+    return torchvision.models.densenet.DenseNet(**densenet, **options)
 
 
 def _extract_trunk(model: nn.Module, family: str) -> nn.Module:

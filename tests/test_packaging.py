@@ -101,8 +101,8 @@ def test_the_installed_command_trains_a_tiny_run_outside_the_checkout(installed_
          cwd=tmp_path, env=env)
     run = tmp_path / "run"
     for name in ("config.yaml", "checkpoint.pt", "metrics.json", "projection.json",
-                 "benchmark.json"):
-        assert (run / name).is_file(), name
+                 "benchmark.json", "report/index.html", "report/assets/report.css"):
+        assert (run / name).is_file(), name  # the report's templates and CSS are package data
     shown = _run([command, "show-data", "--count", "4", "--out", "sheet.png"],
                  cwd=tmp_path, env=env)
     assert (tmp_path / "sheet.png").stat().st_size > 1000, shown.stdout

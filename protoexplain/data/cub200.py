@@ -36,7 +36,12 @@ from protoexplain.data.image_io import (
     read_image,
     read_mask,
 )
-from protoexplain.data.splits import check_fraction, check_split, stratified_split
+from protoexplain.data.splits import (
+    check_classes_have_items,
+    check_fraction,
+    check_split,
+    stratified_split,
+)
 
 
 class CUBFormatError(ValueError):
@@ -215,14 +220,42 @@ def read_metadata(root: Path) -> tuple[list[str], list[str], list[CUBRecord]]:
     return class_names, part_names, records
 
 
+def keep_box_parts(keypoints: torch.Tensor, box: tuple[float, float, float, float],
+                   crop: tuple[int, int, int, int]) -> torch.Tensor:
+    """Keypoints (N, 3: x, y, visible) with every visible part inside ``box`` (y0, y1, x0,
+    x1 in continuous coordinates, edges included, as ``bounding_boxes.txt`` gives it) moved
+    onto the pixels of ``crop`` (y0, y1, x0, x1, integer, end-exclusive).
+
+    A keypoint is a pixel centre (:mod:`protoexplain.data.geometry`): the crop keeps those
+    within half a pixel of its pixels, so a part exactly on the box's right or bottom edge
+    (CUB's boxes are tight; beaks and tails lie there) would be cut away. Such a part is
+    clamped to the nearest pixel of the crop; every other keypoint is left as it is.
+    """
+    top, bottom, left, right = crop
+    x, y, visible = keypoints.double().unbind(dim=1)
+    y0, y1, x0, x1 = box
+    tolerance = 1e-3  # the files give a tenth of a pixel; x + width may round below the part
+    inside = ((visible > 0) & (x >= x0 - tolerance) & (x <= x1 + tolerance)
+              & (y >= y0 - tolerance) & (y <= y1 + tolerance))
+
+    def clamp(values: torch.Tensor, first: int, last: int) -> torch.Tensor:
+        values = torch.where(values < first - 0.5, torch.full_like(values, first), values)
+        return torch.where(values >= last + 0.5, torch.full_like(values, last), values)
+
+    x = torch.where(inside, clamp(x, left, right - 1), x)
+    y = torch.where(inside, clamp(y, top, bottom - 1), y)
+    return torch.stack([x, y, visible], dim=1).to(keypoints.dtype)
+
+
 class CUB200(Dataset):
     """CUB-200-2011 with its boxes, part keypoints and (when present) segmentations.
 
     Splits: ``test`` is the official test set; ``train`` and ``val`` divide the official
     training images, ``val_fraction`` of each class held out by a hash of the image name and
     ``split_seed`` (:func:`~protoexplain.data.splits.stratified_split`), so that model
-    selection never looks at the test set. ``val_fraction=0`` trains on all official training
-    images, as the original ProtoPNet did.
+    selection never looks at the test set. ``val_fraction=0`` puts all official training
+    images in ``train``, as the original ProtoPNet did (it selected on the test set); a
+    training run refuses it, since its validation split is empty.
 
     Processing, in this order, moving every annotation with the pixels:
 
@@ -301,6 +334,9 @@ class CUB200(Dataset):
                                                  description=f"checking CUB {split} images")
             self.num_skipped = len(chosen) - len(kept)
             chosen = kept
+        if split == "train":
+            check_classes_have_items("CUB200", "train", [r.label for r in chosen], classes,
+                                     self.num_skipped)
         self.records = chosen
 
     def _find_segmentations(self, option: str | Path | bool | None) -> Path | None:
@@ -354,8 +390,11 @@ class CUB200(Dataset):
             item["object_mask"] = mask
         if self.crop_to_box:
             y0, y1, x0, x1 = record.box
-            item = geometry.crop(item, (math.floor(y0), math.ceil(y1),
-                                        math.floor(x0), math.ceil(x1)))
+            height, width = item["image"].shape[-2:]
+            crop = (max(0, math.floor(y0)), min(int(height), math.ceil(y1)),
+                    max(0, math.floor(x0)), min(int(width), math.ceil(x1)))
+            item["part_keypoints"] = keep_box_parts(item["part_keypoints"], record.box, crop)
+            item = geometry.crop(item, crop)
         if self.image_size is not None:
             item = geometry.resize(item, self.image_size)
         if self.augmentation is not None:

@@ -10,7 +10,13 @@ from torch.utils.data import Dataset
 
 from protoexplain.data import geometry
 from protoexplain.data.image_io import check_bad_image_policy, drop_unreadable, read_image
-from protoexplain.data.splits import SPLITS, check_fraction, check_split, stratified_split
+from protoexplain.data.splits import (
+    SPLITS,
+    check_classes_have_items,
+    check_fraction,
+    check_split,
+    stratified_split,
+)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif",
                     ".pbm", ".pgm", ".ppm", ".pnm")
@@ -112,6 +118,9 @@ class ImageFolder(Dataset):
                 description=f"checking {split} images in {self.root}")
             self.num_skipped = len(samples) - len(kept)
             samples = kept
+        if self.split == "train":
+            check_classes_have_items("ImageFolder", "train", [label for _, label in samples],
+                                     self.classes, self.num_skipped)
         self.samples = samples
         """(file, label) of each item."""
 
@@ -122,6 +131,9 @@ class ImageFolder(Dataset):
     def _set_classes(self, folder: Path, files: dict[str, list[Path]]) -> None:
         if not files:
             raise FileNotFoundError(f"no class folders in {folder}")
+        if len(files) == 1:
+            raise ValueError(f"{folder} holds one class folder ({next(iter(files))!r}): a "
+                             "classifier needs at least two classes, one folder each")
         for name, paths in files.items():
             if not paths:
                 raise FileNotFoundError(

@@ -50,6 +50,24 @@ def split_sample_count(dataset: str, split: str, num_samples: int | Mapping[str,
     return None if num_samples is None else int(num_samples)
 
 
+def check_classes_have_items(dataset: str, split: str, labels: Sequence[int],
+                             classes: Sequence[str], skipped: int = 0) -> None:
+    """Raise ValueError when a class of ``classes`` has no item among ``labels`` (the
+    labels of ``split``), naming the classes and how many unreadable files were skipped:
+    a class without training images cannot be learned, and push finds no patch for its
+    prototypes."""
+    present = set(labels)
+    empty = [name for index, name in enumerate(classes) if index not in present]
+    if not empty:
+        return
+    named = ", ".join(repr(name) for name in empty[:10]) + (
+        f" and {len(empty) - 10} more" if len(empty) > 10 else "")
+    cause = (f" after on_bad_image: skip left out {skipped} unreadable file(s)" if skipped
+             else "")
+    raise ValueError(f"{dataset}: {len(empty)} class(es) have no images in the {split} "
+                     f"split{cause}: {named}; every class needs training images")
+
+
 def _rank_key(seed: int, key: str) -> bytes:
     return hashlib.sha256(f"{seed}\0{key}".encode()).digest()
 

@@ -43,9 +43,15 @@ def test_missing_corrupt_and_foreign_checkpoints_are_named(tmp_path):
         load_checkpoint(tmp_path / "checkpoint.pt")
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="corrupt.pt cannot be read"):
+    with pytest.raises(CheckpointError, match="corrupt.pt is not a checkpoint protoexplain can "
+                                              "read"):
         load_checkpoint(corrupt)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(1)}, foreign)
-    with pytest.raises(CheckpointError, match="format version None"):
+    with pytest.raises(CheckpointError, match="is not a protoexplain checkpoint .it has no "
+                                              "format_version"):
+        load_checkpoint(foreign)
+    save_checkpoint(foreign, {"weights": torch.zeros(1)})
+    torch.save({"format_version": 7}, foreign)
+    with pytest.raises(CheckpointError, match="format version 7"):
         load_checkpoint(foreign)

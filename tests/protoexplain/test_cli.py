@@ -11,7 +11,8 @@ import pytest
 from protoexplain.cli import _first_free, build_parser, image_count, main, positive_int
 from tests.protoexplain.tiny_runs import pushed_run, write_run_dir
 
-COMMANDS = {"train", "evaluate", "benchmark", "explain", "demo", "show-data"}
+COMMANDS = {"train", "evaluate", "benchmark", "explain", "demo", "show-data", "report",
+            "import-protopnet", "prune", "global-analysis"}
 
 
 def _commands_action() -> argparse._SubParsersAction:
@@ -133,9 +134,9 @@ def test_an_unknown_key_or_malformed_override_is_one_error_line_naming_it(tmp_pa
 def test_cli_refuses_to_overwrite_a_run_and_names_bad_keys(tmp_path, capsys):
     (tmp_path / "checkpoint.pt").write_bytes(b"")
     config = tmp_path / "run.yaml"
-    config.write_text("training:\n  epochs: 1\n")
+    config.write_text("training:\n  epochs: 1\n  push_start: 0\n")
     assert main(["train", str(config), "--out", str(tmp_path), "--no-progress"]) == 2
-    assert "already holds a run" in _one_error_line(capsys)
+    assert "already holds a run (checkpoint.pt); pass --resume" in _one_error_line(capsys)
     config.write_text("trainig:\n  epochs: 1\n")
     assert main(["train", str(config), "--out", str(tmp_path / "new"), "--no-progress"]) == 2
     error = _one_error_line(capsys)

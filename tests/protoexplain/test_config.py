@@ -67,7 +67,8 @@ def test_literal_choices_are_checked(tmp_path):
 
 def test_set_overrides_parse_yaml_values_and_reject_unknown_keys(tmp_path):
     path = write(tmp_path, "training:\n  epochs: 12\n")
-    config = load_config(path, ["training.epochs=3", "model.backbone=resnet18",
+    config = load_config(path, ["training.epochs=3", "training.push_start=0",
+                                "model.backbone=resnet18",
                                 "localization.evaluation_methods=[upsample, hdm]"])
     assert config.training.epochs == 3
     assert config.model.backbone == "resnet18"
@@ -103,7 +104,8 @@ def test_missing_or_malformed_file_is_named(tmp_path):
 
 
 def test_saved_config_loads_back_identically(tmp_path):
-    config = load_config(None, ["training.epochs=7", "model.prototype_dim=32"])
+    config = load_config(None, ["training.epochs=7", "training.push_start=0",
+                                "model.prototype_dim=32"])
     save_config(config, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == config
 

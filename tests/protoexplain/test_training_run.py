@@ -44,7 +44,8 @@ def trained_run(tmp_path_factory):
 def test_run_directory_holds_every_contracted_file(trained_run):
     tmp_path, metrics = trained_run
     for name in ("config.yaml", "checkpoint.pt", "metrics.json", "projection.json",
-                 "report.html", "history.json", "benchmark.json", "benchmark.md"):
+                 "report/index.html", "report/data.json", "history.json", "benchmark.json",
+                 "benchmark.md"):
         assert (tmp_path / name).is_file(), name
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["test_accuracy"] == metrics["test_accuracy"]

@@ -76,6 +76,7 @@ def check_resume_reproduces(config, tmp_path, monkeypatch):
 
 PUSHED_RUN = [
     *tiny_run(epochs=1, push_every=1, prototypes_per_class=1),
+    "training.push_start=0",  # a schedule that pushes, as every config must
     "data.options={image_size: 32, num_classes: 2, num_samples: 8, clutter: 0}",
     "localization.push_method=upsample",
 ]

@@ -135,3 +135,29 @@ def test_old_style_densenet_keys_of_official_files_are_renamed(tmp_path):
     features, _ = build_backbone("densenet121", pretrained=tmp_path / "densenet121.pth")
     torch.testing.assert_close(features.denseblock1.denselayer1.conv2.weight,
                                source.features.denseblock1.denselayer1.conv2.weight)
+
+
+@pytest.mark.parametrize("name, options, channels", [
+    ("vgg11_bn", {"cfg": [4, "M", 8, "M"]}, 8),
+    ("resnet34", {"layers": [1, 1, 1, 1]}, 512),
+    ("densenet161", {"growth_rate": 4, "block_config": [1, 2], "num_init_features": 8,
+                     "bn_size": 2}, 14),  # 8 + 4, halved to 6 by the transition, + 2 * 4
+])
+def test_layout_options_change_the_named_trunk(name, options, channels):
+    """Non-standard VGG / ResNet / DenseNet layouts keep torchvision's parameter names."""
+    trunk, out = build_backbone(name, **options)
+    assert out == channels
+    with torch.device("meta"):  # shapes only: no memory, no init
+        reference = torchvision.models.get_model(name)
+    reference_keys = {k.split(".", 1)[1] if name.startswith(("vgg", "densenet")) else k
+                      for k in reference.state_dict()}
+    assert set(trunk.state_dict()) <= reference_keys | {"final_relu"}
+    with torch.no_grad():
+        assert trunk.eval()(torch.zeros(1, 3, 64, 64)).shape[1] == channels
+
+
+def test_bad_layouts_are_refused():
+    with pytest.raises(ValueError, match="cfg"):
+        build_backbone("vgg11", cfg=[4, "X"])
+    with pytest.raises(ValueError, match="layers"):
+        build_backbone("resnet18", layers=[1, 1])

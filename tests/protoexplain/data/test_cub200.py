@@ -215,3 +215,53 @@ def test_unknown_split_and_policy_are_rejected_with_the_allowed_values(cub):
         CUB200(cub.root, "push")
     with pytest.raises(ValueError, match="'raise', 'skip'"):
         CUB200(cub.root, "train", on_bad_image="warn")
+
+
+def _set_image_annotations(fixture, image_id: int, box: tuple[float, float, float, float],
+                           points: list[tuple[float, float]]) -> None:
+    """Rewrite ``bounding_boxes.txt`` and ``part_locs.txt`` for one image: its box (x, y,
+    width, height) and its first parts at ``points`` (visible), the others invisible."""
+    root = fixture.root
+    boxes = (root / "bounding_boxes.txt").read_text().splitlines()
+    boxes = [f"{image_id} " + " ".join(map(str, box)) if line.split()[0] == str(image_id)
+             else line for line in boxes]
+    (root / "bounding_boxes.txt").write_text("\n".join(boxes) + "\n")
+    locations = []
+    for line in (root / "parts" / "part_locs.txt").read_text().splitlines():
+        image, part = map(int, line.split()[:2])
+        if image == image_id:
+            x, y, visible = (*points[part - 1], 1) if part <= len(points) else (0.0, 0.0, 0)
+            line = f"{image} {part} {x} {y} {visible}"
+        locations.append(line)
+    (root / "parts" / "part_locs.txt").write_text("\n".join(locations) + "\n")
+
+
+@pytest.mark.parametrize("box", [(10, 8, 30, 25), (10.3, 8.6, 30.4, 25.5)],
+                         ids=["whole-pixel box", "fractional box"])
+def test_a_visible_part_on_any_edge_of_the_box_stays_visible_after_cropping(fresh, box):
+    x, y, width, height = box
+    right, bottom = x + width, y + height
+    middle_x, middle_y = x + width / 2, y + height / 2
+    points = [(x, middle_y), (right, middle_y), (middle_x, y), (middle_x, bottom),  # edges
+              (x, y), (right, y), (x, bottom), (right, bottom),                     # corners
+              (middle_x, middle_y),                                                 # inside
+              (x - 3, middle_y)]                                                    # outside
+    image_id = next(im.image_id for im in fresh.images if im.is_training)
+    _set_image_annotations(fresh, image_id, box, points)
+    data = CUB200(fresh.root, "train", val_fraction=0.0, image_size=None)
+    index = next(i for i, r in enumerate(data.records) if r.image_id == image_id)
+    item = data[index]
+    crop_height, crop_width = item["image"].shape[1:]
+    left, top = int(x), int(y)  # floor of the box's origin: where the crop starts
+    keypoints = item["part_keypoints"]
+    assert keypoints[:9, 2].tolist() == [1.0] * 9, keypoints
+    assert keypoints[9].tolist() == [0, 0, 0]  # a part outside the box may still be cut away
+    xs, ys = keypoints[:9, 0], keypoints[:9, 1]
+    # on the crop's pixels: pixel i covers [i - 0.5, i + 0.5) around its centre
+    assert xs.min() >= -0.5 and xs.max() < crop_width - 0.5
+    assert ys.min() >= -0.5 and ys.max() < crop_height - 0.5
+    assert xs[0] == pytest.approx(x - left) and ys[2] == pytest.approx(y - top)  # left, top
+    assert xs[1] > crop_width - 1.5 and ys[3] > crop_height - 1.5  # right, bottom: last pixel
+    assert (xs[8], ys[8]) == (pytest.approx(middle_x - left), pytest.approx(middle_y - top))
+    resized = CUB200(fresh.root, "train", val_fraction=0.0, image_size=32)[index]
+    assert resized["part_keypoints"][:9, 2].tolist() == [1.0] * 9

@@ -113,7 +113,8 @@ def test_split_folders_without_val_hold_out_part_of_train(tmp_path):
 @pytest.mark.parametrize("layout, message", [
     ({"train/cat": 1, "train/dog": 1}, "has train/ but no test/ folder"),
     ({"test/cat": 1}, "has a 'test' folder but no 'train' folder"),
-    ({"train/cat": 1, "test/cat": 1, "test/emu": 1}, "emu has no counterpart"),
+    ({"train/cat": 1, "train/dog": 1, "test/cat": 1, "test/emu": 1}, "emu has no counterpart"),
+    ({"cat": 2}, "holds one class folder .'cat'.: a classifier needs at least two classes"),
     ({"cat": 1, "dog": 0}, "dog holds no image files"),
     ({}, "no class folders"),
 ])
