@@ -97,7 +97,8 @@ def table(record: dict) -> str:
                                           f"({record['localization_pairs']} pairs, "
                                           f"{record['seconds_per_pair'] * 1000:.1f} ms/pair)"),
         ("files", str(record["files"])),
-        ("MiB", f"{record['bytes'] / 2**20:.1f}"),
+        ("MiB", f"{record['bytes'] / 2**20:.1f} (data.json "
+                f"{record['data_json_bytes'] / 2**20:.1f})"),
         ("largest page", f"{record['largest_page']} ({record['largest_page_kib']:.0f} KiB)"),
     ]
     rows += [(f"browser opens {name}", f"{seconds:.2f} s")
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds_per_pair": (summary.localization_seconds["upsample"]
                              / max(1, summary.localization_pairs["upsample"])),
         "files": summary.files, "bytes": summary.bytes,
+        "data_json_bytes": (site / "data.json").stat().st_size,
         "largest_page": str(pages[-1].relative_to(site)),
         "largest_page_kib": pages[-1].stat().st_size / 1024,
     }

@@ -402,8 +402,14 @@ def main(argv: list[str] | None = None) -> int:
             count = DEFAULT_TEST_IMAGES if args.test_images is None else args.test_images
             if count < 0:
                 raise ConfigError(f"--test-images must be 0 or more, got {count}")
-            summary = write_report(run, args.out, methods=methods, test_images=count,
-                                   progress=progress)
+            out = args.out or args.run_dir / "report"
+            if out.resolve().is_relative_to(args.run_dir.resolve()):  # writes into the run
+                with run_lock(args.run_dir, "protoexplain report"):
+                    summary = write_report(run, out, methods=methods, test_images=count,
+                                           progress=progress)
+            else:
+                summary = write_report(run, out, methods=methods, test_images=count,
+                                       progress=progress)
             print(f"wrote {summary.path} ({summary.files} files, "
                   f"{summary.bytes / 2**20:.1f} MiB)")
             return 0

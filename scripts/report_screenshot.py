@@ -14,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+from PIL import Image
 from playwright.sync_api import sync_playwright
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -38,13 +39,21 @@ def main() -> None:
         page.wait_for_load_state("load")
         page.evaluate("Promise.all(Array.from(document.images).map((i) => "
                       "(i.loading = 'eager', i.decode().catch(() => null))))")
+        page.evaluate("document.querySelectorAll('section.explanation').forEach((s) => "
+                      "s.querySelectorAll('figure.evidence').forEach((f, i) => "
+                      "{ if (i > 0) f.style.display = 'none'; }))")  # the first of each
         top = page.locator("h1").bounding_box()["y"] - 8
-        first = page.locator("figure.evidence").nth(1).bounding_box()
-        bottom = first["y"] + first["height"] + 8
+        figures = page.locator("section.explanation").evaluate_all(
+            "(sections) => sections.map((s) => s.querySelector('figure.evidence')"
+            ".getBoundingClientRect().bottom + window.scrollY)")
+        bottom = max(figures) + 8
         args.out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(args.out), full_page=True,
                         clip={"x": 0, "y": top, "width": args.width, "height": bottom - top})
         browser.close()
+    # 256 colours: a third of the size, no visible change for a page of flat colours
+    Image.open(args.out).convert("RGB").quantize(256, dither=Image.Dither.NONE).save(
+        args.out, optimize=True)
     print(f"wrote {args.out} from {page_name}")
 
 

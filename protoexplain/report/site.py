@@ -136,9 +136,11 @@ class SiteWriter:
         return path
 
     def json(self, relative: str, value: Any) -> Path:
-        """Write ``value`` as JSON (no NaN: a reader's parser may refuse it). The site as a
-        whole is published atomically (:func:`publish`), so its files are written plainly."""
-        return self.text(relative, json.dumps(value, indent=1, allow_nan=False) + "\n")
+        """Write ``value`` as compact JSON (a CUB-size report's is megabytes; no NaN, which
+        some parsers refuse). The site as a whole is published atomically
+        (:func:`publish`), so its files are written plainly."""
+        return self.text(relative, json.dumps(value, separators=(",", ":"),
+                                              allow_nan=False) + "\n")
 
     def assets(self) -> None:
         """Copy the shared CSS and JavaScript into ``assets/``."""
@@ -158,11 +160,28 @@ def staging_folder(out: Path) -> Path:
         raise FileExistsError(f"{out} exists and is not a protoexplain report; choose another "
                               "--out or remove it")
     out.parent.mkdir(parents=True, exist_ok=True)
+    for left in out.parent.glob(f".{out.name}.*-*"):  # of a writer killed outright
+        kind, _, pid = left.name.rpartition("-")
+        if kind.endswith((".partial", ".old")) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
     staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir()
     return staging
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of id ``pid`` runs on this machine."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def is_replaceable(folder: Path) -> bool:

@@ -310,7 +310,10 @@ def test_prototypes_to_look_at_are_flagged_on_the_index_and_their_page(tmp_path)
 def test_an_earlier_report_is_replaced_and_another_folder_is_refused(tmp_path):
     run = report_run(tmp_path / "run", benchmark=False)
     site = tmp_path / "run" / "report"
+    left = tmp_path / "run" / ".report.partial-999999999"  # of a writer killed outright
+    (left / "img").mkdir(parents=True)
     write_report(run, methods=["upsample"], test_images=4, nearest=1, progress=False)
+    assert not left.exists()
     assert len(list((site / "local").iterdir())) == 4
     write_report(run, methods=["upsample"], test_images=2, nearest=1, progress=False)
     assert len(list((site / "local").iterdir())) == 2  # nothing left from the first
@@ -329,6 +332,9 @@ def test_report_command_writes_the_site_with_the_named_methods(tmp_path, capsys)
     assert main(["report", str(tmp_path / "run"), "--out", str(out), "--methods",
                  "upsample,random", "--test-images", "3", "--no-progress"]) == 0
     assert capsys.readouterr().out.startswith(f"wrote {out / 'index.html'} (")
+    assert main(["report", str(tmp_path / "run"), "--test-images", "0", "--no-progress"]) == 0
+    assert (tmp_path / "run" / "report" / "index.html").is_file()
+    assert not (tmp_path / "run" / "run.lock").exists()  # held while writing, then released
     data = json.loads((out / "data.json").read_text())
     assert data["methods"] == ["upsample", "random"] and len(data["local"]) == 3
     assert main(["report", str(tmp_path / "run"), "--methods", "upsampel",
