@@ -92,6 +92,12 @@ def _first_free(path: Path) -> Path:
     return candidate
 
 
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and the progress options of a command that loads a run directory."""
+    parser.add_argument("--device", help="override the run's device (cpu, cuda, ...)")
+    _add_progress(parser)
+
+
 def _add_progress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true",
                         help="hide progress bars (log lines are still written)")
@@ -135,8 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate the selected model of RUN_DIR on the test split and update "
                     "RUN_DIR/metrics.json.")
     evaluate.add_argument("run_dir", type=Path)
-    evaluate.add_argument("--device", help="override the run's device (cpu, cuda, ...)")
-    _add_progress(evaluate)
+    _add_run_options(evaluate)
 
     benchmark = commands.add_parser(
         "benchmark", help="compare localization methods against ground truth",
@@ -158,8 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--images-per-prototype", type=image_count, default=_FROM_CONFIG,
                            help="test images of its class per prototype, or 'all' (Huang et "
                                 "al.'s protocol; default: the config's)")
-    benchmark.add_argument("--device", help="override the run's device")
-    _add_progress(benchmark)
+    _add_run_options(benchmark)
 
     explain = commands.add_parser(
         "explain", help="explain new images with the run's prototypes",
@@ -172,8 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="prototypes per image (default 3)")
     explain.add_argument("--methods", help="comma-separated localization methods")
     explain.add_argument("--out", type=Path, help="default: RUN_DIR/explanations")
-    explain.add_argument("--device", help="override the run's device")
-    _add_progress(explain)
+    _add_run_options(explain)
 
     report = commands.add_parser(
         "report", help="write the offline HTML report of a run (global and local views)",
@@ -189,8 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "upsample and the run's push method)")
     report.add_argument("--test-images", type=int, default=None, metavar="N",
                         help="test images with a local explanation (default 24; 0: none)")
-    report.add_argument("--device", help="override the run's device")
-    _add_progress(report)
+    _add_run_options(report)
 
     imported = commands.add_parser(
         "import-protopnet", help="a model saved by the original ProtoPNet code, as a run",
@@ -239,8 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--epochs", type=int, default=None,
                        help="last-layer epochs (default: the run's training.last_layer_epochs; "
                             "the original runs 100)")
-    prune.add_argument("--device", help="override the run's device")
-    _add_progress(prune)
+    _add_run_options(prune)
 
     analysis = commands.add_parser(
         "global-analysis", help="each prototype's k nearest training and test patches",
@@ -251,8 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_argument("--k", type=positive_int, default=5, help="neighbours (default 5)")
     analysis.add_argument("--method", help="localization method (default: the run's "
                                            "localization.push_method)")
-    analysis.add_argument("--device", help="override the run's device")
-    _add_progress(analysis)
+    _add_run_options(analysis)
 
     demo = commands.add_parser(
         "demo", help="the main job on the embedded SyntheticParts data set (CPU, minutes)",
