@@ -265,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     _add_progress(demo)
 
+    _add_study_commands(commands)
+
     preview = commands.add_parser(
         "show-data", help="write a PNG contact sheet of a config's data set",
         description="Draw samples of the configured data set with their ground-truth parts, "
@@ -278,6 +280,73 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--set", dest="overrides", action="append", default=[],
                          metavar="KEY=VALUE", help="override a config value (repeatable)")
     return parser
+
+
+def _add_study_commands(commands: argparse._SubParsersAction) -> None:
+    """``study design`` and ``study analyze``: case-based-reasoning user studies."""
+    study = commands.add_parser(
+        "study", help="user studies: blinded study material from a run, and its analysis",
+        description="Case-based-reasoning user studies (HIVE's distinction and agreement "
+                    "tasks, a similarity task): 'study design' writes counterbalanced, blinded "
+                    "study pages from a run; 'study analyze' checks and summarises the "
+                    "participants' response files. See docs/user-studies.md.")
+    actions = study.add_subparsers(dest="study_command", required=True, metavar="ACTION")
+    design = actions.add_parser(
+        "design", help="write the study material of a run",
+        description="Choose test images (strata of model confidence; correct and incorrect "
+                    "predictions balanced for the agreement task), render each trial under "
+                    "each condition (no explanation, random boxes, localization methods), "
+                    "counterbalance them over participant lists with a Latin square, and "
+                    "write STUDY_DIR: lists/list-N/index.html (a self-contained page that "
+                    "runs offline), trials.json, trials.csv and stimuli/*.png per list, and "
+                    "key.json/key.csv (conditions and the model's answers, for the analysis "
+                    "only).")
+    design.add_argument("run_dir", type=Path)
+    design.add_argument("--config", default=None, metavar="STUDY.yaml",
+                        help="a study design file, or the name of a shipped one (default "
+                             "cbr_default; see configs/studies/)")
+    design.add_argument("--out", type=Path, required=True,
+                        help="the study folder to write (must not exist or be empty)")
+    _add_run_options(design)
+    analyze = actions.add_parser(
+        "analyze", help="check and summarise participants' response files",
+        description="Check every response file against STUDY_DIR/key.json (unknown trial "
+                    "ids, duplicates, another study or list: an error naming the file; "
+                    "incomplete files and failed attention checks: excluded and reported), "
+                    "then report per condition the accuracy with bootstrap 95 % intervals, "
+                    "the differences between conditions with intervals and permutation "
+                    "tests, reaction times and a summary per participant. Writes "
+                    "summary.md, summary.html, summary.json and responses.csv.")
+    analyze.add_argument("study_dir", type=Path)
+    analyze.add_argument("responses", nargs="+", type=Path, metavar="RESPONSES",
+                         help="response files the study page exported (.json or .csv)")
+    analyze.add_argument("--out", type=Path,
+                         help="default: STUDY_DIR/analysis (an earlier analysis is replaced)")
+    analyze.add_argument("--rounds", type=positive_int, default=10_000,
+                         help="bootstrap draws and permutations (default 10000)")
+    analyze.add_argument("--seed", type=int, default=0, help="seed of both (default 0)")
+
+
+def _study(args: argparse.Namespace, progress: bool) -> int:
+    """``study design`` and ``study analyze``."""
+    if args.study_command == "design":
+        from protoexplain.run_dir import load_run
+        from protoexplain.study import design_study, load_study_config
+
+        config = load_study_config(args.config)
+        run = load_run(args.run_dir, args.device)
+        summary = design_study(run, config, args.out, progress=progress)
+        print(f"study {summary.study_id}: {summary.lists} lists of {summary.trials_per_list} "
+              f"trials -> {summary.path}/lists/*/index.html (key: {summary.path}/key.json)")
+        return 0
+    from protoexplain.study import analyze_study
+
+    out = args.out or args.study_dir / "analysis"
+    summary = analyze_study(args.study_dir, args.responses, out, rounds=args.rounds,
+                            seed=args.seed)
+    print(f"{summary['included']} of {summary['files']} participants included -> "
+          f"{out}/summary.md")
+    return 0
 
 
 def _train(config_path: str, overrides: list[str], out: Path | None, resume: bool,
@@ -446,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
             global_analysis(run, k=args.k, method=args.method, progress=progress)
             print(f"wrote {args.run_dir / GLOBAL_ANALYSIS}")
             return 0
+        if args.command == "study":
+            return _study(args, progress)
         if args.command == "show-data":
             from protoexplain.data.contact_sheet import write_contact_sheet
             from protoexplain.factory import build_dataset
