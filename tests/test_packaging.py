@@ -75,10 +75,16 @@ def test_the_wheel_holds_the_packages_configs_and_license(installed_wheel):
     code = ("import importlib.resources as r, protoexplain, prototypes, hdm;"
             "print(protoexplain.__file__);"
             "print(sorted(p.name for p in r.files('protoexplain.configs').iterdir()"
-            " if p.name.endswith('.yaml')))")
+            " if p.name.endswith('.yaml')));"
+            "print(sorted(p.name for p in r.files('protoexplain.configs').joinpath('studies')"
+            ".iterdir()));"
+            "print(sorted(p.name for p in r.files('protoexplain.study').joinpath('static')"
+            ".iterdir()))")
     out = _run([python, "-c", code], cwd=installed_wheel).stdout.splitlines()
     assert Path(out[0]).is_relative_to(installed_wheel.parent)
     assert out[1] == str(sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+    assert out[2] == str(sorted(p.name for p in (ROOT / "configs" / "studies").glob("*.yaml")))
+    assert out[3] == "['study.css', 'study.js']"  # the study page's package data
 
 
 @pytest.mark.slow

@@ -59,3 +59,16 @@ def test_a_missing_file_in_another_folder_is_not_taken_for_a_shipped_config(tmp_
 def test_a_folder_is_not_a_config(tmp_path):
     with pytest.raises(ConfigError, match="is not a file"):
         find_config(tmp_path)
+
+
+def test_study_designs_are_found_by_name_and_are_not_training_configs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here
+    studies = sorted(path.stem for path in (CONFIGS / "studies").glob("*.yaml"))
+    assert list(shipped_configs("studies")) == studies
+    assert not set(studies) & set(shipped_configs())
+    for text in ("cbr_default", "cbr_default.yaml", "configs/studies/cbr_default.yaml"):
+        found = find_config(text, folder="studies")
+        assert found.source == "shipped config studies/cbr_default.yaml"
+        assert found.text == (CONFIGS / "studies" / "cbr_default.yaml").read_text()
+    with pytest.raises(ConfigError, match="not a shipped config"):
+        find_config("synthetic_protopnet", folder="studies")

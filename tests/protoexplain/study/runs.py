@@ -74,6 +74,6 @@ def responses(key: dict[str, Any], list_name: str, participant: str, policy: Pol
 
 def write_responses(folder: Path, document: dict[str, Any]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{document['participant']}.json"
+    path = folder / f"{document.get('participant', 'unnamed')}.json"
     path.write_text(json.dumps(document))
     return path

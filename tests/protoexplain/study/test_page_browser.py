@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from protoexplain.study import analyze_study
-from tests.protoexplain.study_runs import accurate_with, at_chance, read_key, small_study
+from tests.protoexplain.study.runs import accurate_with, at_chance, read_key
 from tests.protoexplain.test_report_browser import CHROMIUM, CHROMIUM_ARGS
 
 playwright_api = pytest.importorskip(
@@ -25,8 +25,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    return small_study(tmp_path_factory.mktemp("browser_study"))
+def study(between_study) -> Path:
+    return between_study
 
 
 @pytest.fixture(scope="module")
