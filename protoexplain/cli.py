@@ -335,7 +335,11 @@ def _study(args: argparse.Namespace, progress: bool) -> int:
 
         config = load_study_config(args.config)
         run = load_run(args.run_dir, args.device)
-        summary = design_study(run, config, args.out, progress=progress)
+        if args.out.resolve().is_relative_to(args.run_dir.resolve()):  # writes into the run
+            with run_lock(args.run_dir, "protoexplain study design"):
+                summary = design_study(run, config, args.out, progress=progress)
+        else:
+            summary = design_study(run, config, args.out, progress=progress)
         print(f"study {summary.study_id}: {summary.lists} lists of {summary.trials_per_list} "
               f"trials -> {summary.path}/lists/*/index.html (key: {summary.path}/key.json)")
         return 0

@@ -220,18 +220,19 @@ def design_study(run: LoadedRun, config: StudyConfig, out: str | Path, *,
                                                    run.config),
                             multi_label=False, device=run.device, progress=progress)
     selection = select_images(test, config, rng)
-    chosen = [(task, s) for task in config.tasks for s in selection.main[task]]
-    chosen += [(task, s) for task in config.tasks for s in selection.practice[task]]
-    chosen += [(config.tasks[n % len(config.tasks)], s)
+    chosen = [("main", task, s) for task in config.tasks for s in selection.main[task]]
+    chosen += [("practice", task, s) for task in config.tasks for s in selection.practice[task]]
+    chosen += [("attention", config.tasks[n % len(config.tasks)], s)
                for n, s in enumerate(selection.attention)]
-    items = _items(run, config, test_set, chosen, class_names, rng)
-    main = {task: [i for i in items[:sum(len(v) for v in selection.main.values())]
-                   if i.task == task] for task in config.tasks}
-    start = sum(len(v) for v in selection.main.values())
-    rest = items[start:]
-    count = sum(len(v) for v in selection.practice.values())
-    practice = {task: [i for i in rest[:count] if i.task == task] for task in config.tasks}
-    attention = _attention_items(config, rest[count:], rng)
+    items = _items(run, config, test_set, [(task, s) for _, task, s in chosen], class_names,
+                   rng)
+    kinds = [kind for kind, _, _ in chosen]
+    main = {task: [i for i, k in zip(items, kinds, strict=True) if k == "main" and i.task == task]
+            for task in config.tasks}
+    practice = {task: [i for i, k in zip(items, kinds, strict=True)
+                       if k == "practice" and i.task == task] for task in config.tasks}
+    attention = _attention_items(config, [i for i, k in zip(items, kinds, strict=True)
+                                          if k == "attention"], rng)
     planned = plan_lists(config, main, practice, attention, rng)
     sources = {p: record.sample_index for p, record in records.items()}
     test_found, source_found = _localize(run, config, planned, test_set, push_set, sources,

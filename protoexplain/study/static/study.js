@@ -212,9 +212,15 @@
   participantInput.addEventListener("keydown", (event) => {
     if (event.key === "Enter") { start(); }
   });
+  // the participant code from the address (index.html?participant=CODE, e.g. a platform's
+  // participant id), else the code of an unfinished session in this browser
   let last = null;
   try { last = window.localStorage.getItem(prefix + "/last"); } catch (error) { last = null; }
-  if (last && load(last) && load(last).position < trials.length) {
+  const given = new URLSearchParams(window.location.search).get("participant");
+  if (given) {
+    participantInput.value = given;
+    participantInput.dispatchEvent(new Event("input"));
+  } else if (last && load(last) && load(last).position < trials.length) {
     participantInput.value = last;
     participantInput.dispatchEvent(new Event("input"));
   }

@@ -131,12 +131,12 @@ def test_participants_take_the_study_and_the_analysis_recovers_their_policies(st
     assert (tmp_path / "analysis" / "summary.html").is_file()
 
 
-def test_the_page_is_self_contained_and_loads_no_file(study, page):
+def test_the_page_is_self_contained_and_takes_the_code_from_its_address(study, page):
     url = (study / "lists" / "list-1" / "index.html").resolve().as_uri()
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
-    page.goto(url)
-    page.fill("input[name=participant]", "shot")
+    page.goto(url + "?participant=from-the-address")
+    assert page.input_value("input[name=participant]") == "from-the-address"
     page.click("[data-action=next]")
     page.click("[data-action=next]")  # past the first task's instructions
     assert page.evaluate("document.getElementById('stimulus').naturalWidth") > 0
