@@ -20,6 +20,7 @@ import csv
 import io
 import json
 import math
+from collections import Counter
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -140,12 +141,7 @@ def analyze_study(study_dir: str | Path, paths: list[str | Path], out: str | Pat
     if len(key.tasks) > 1:
         scopes["all tasks"] = summarise_scope(rows, names, lists, key.conditions,
                                               rounds=rounds, seed=seed)
-    exclusions: dict[str, int] = {}
-    for c in checked:
-        if c.exclusion is not None:
-            reason = c.exclusion.split(":")[0] if c.exclusion.startswith("incomplete") \
-                else "failed attention checks"
-            exclusions[reason] = exclusions.get(reason, 0) + 1
+    exclusions = dict(Counter(c.excluded_for for c in checked if c.excluded_for is not None))
     summary = {"generator": GENERATOR, "study_id": key.study_id, "files": len(checked),
                "included": len(included), "excluded": len(checked) - len(included),
                "exclusions": exclusions, "rounds": rounds, "seed": seed,

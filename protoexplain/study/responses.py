@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ from protoexplain.study.key import Key
 from protoexplain.study.page import FORMAT_VERSION, RESPONSES_FORMAT
 
 REQUIRED = ("study_id", "list", "participant", "responses")
+INCOMPLETE = "incomplete"
+FAILED_ATTENTION = "failed attention checks"
 
 
 class ResponseFileError(ConfigError):
@@ -42,7 +44,9 @@ class Participant:
     attention_total: int
     attention_passed: int
     exclusion: str | None = None
-    notes: list[str] = field(default_factory=list)
+    """Why the participant is excluded, in words (None: included)."""
+    excluded_for: str | None = None
+    """The kind of exclusion: :data:`INCOMPLETE` or :data:`FAILED_ATTENTION`."""
 
 
 def _shorten(values: list[str], count: int = 5) -> str:
@@ -171,8 +175,10 @@ def check_file(path: Path, document: dict[str, Any], key: Key) -> Participant:
                          main_trials=main, attention_total=len(attention),
                          attention_passed=passed)
     if main < expected_main:
+        result.excluded_for = INCOMPLETE
         result.exclusion = f"incomplete: {main} of {expected_main} main trials answered"
     elif passed < len(attention):
+        result.excluded_for = FAILED_ATTENTION
         result.exclusion = f"failed {len(attention) - passed} of {len(attention)} attention checks"
     return result
 
