@@ -6,8 +6,8 @@ A stratum is a quantile band of the model's confidence (its softmax probability 
 predicted class) over the whole test set: with 3 strata, the least confident third, the middle
 third and the most confident third. Images are taken from the strata in turn (lowest first),
 each stratum in a seeded random order, so that every stratum is equally represented as far as
-it has images. Agreement images alternate correct and incorrect predictions, so that the
-blocks of the Latin square (:mod:`protoexplain.study.counterbalance`) are balanced too.
+it has images. A task's images are then ordered so that the blocks of the Latin square get
+every stratum, and correct and incorrect predictions, in equal shares (:func:`by_stratum`).
 """
 
 from __future__ import annotations
@@ -61,6 +61,15 @@ def _round_robin(pool: list[np.ndarray], count: int) -> list[int]:
     return taken
 
 
+def by_stratum(selected: list[Selected]) -> list[Selected]:
+    """``selected`` ordered by stratum (stable). Image ``q`` of a task goes to Latin-square
+    block ``q mod C`` (:mod:`protoexplain.study.counterbalance`), so consecutive images go to
+    different blocks: in this order every block, i.e. every condition a participant sees,
+    gets images of every stratum, and of correct and incorrect predictions alike, as evenly
+    as the counts allow."""
+    return sorted(selected, key=lambda pick: pick.stratum)
+
+
 def select_images(test: Predictions, config: StudyConfig, rng: np.random.Generator
                   ) -> Selection:
     """Choose the study's images (see the module's docstring). Raises a ConfigError saying
@@ -96,9 +105,9 @@ def select_images(test: Predictions, config: StudyConfig, rng: np.random.Generat
         if task == "agreement":
             right = take(correct, count // 2, "with a correct prediction (agreement task)")
             wrong = take(~correct, count // 2, "with an incorrect prediction (agreement task)")
-            main[task] = [pick for pair in zip(right, wrong, strict=True) for pick in pair]
+            main[task] = by_stratum(right) + by_stratum(wrong)
         else:
-            main[task] = take(everything, count, f"for the {task} task")
+            main[task] = by_stratum(take(everything, count, f"for the {task} task"))
     practice = {task: take(everything, config.practice, "for practice trials")
                 for task in config.tasks}
     attention = take(everything, config.attention_checks, "for attention checks")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from protoexplain.study.config import TrialCounts
 from tests.protoexplain.study.runs import small_study
 
 
@@ -16,4 +17,5 @@ def between_study(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def within_study(tmp_path_factory) -> Path:
     return small_study(tmp_path_factory.mktemp("within_study"), design="within",
-                       similarity_mode="comparative")
+                       similarity_mode="comparative",
+                       trials=TrialCounts(distinction=2, agreement=4, similarity=2))

@@ -43,7 +43,7 @@ def test_the_analysis_recovers_a_planted_difference_within_its_interval(
     accuracy = {c["condition"]: c for c in scope["conditions"]}
     for condition, planted in PLANTED.items():
         assert accuracy[condition]["low"] <= planted <= accuracy[condition]["high"]
-        assert accuracy[condition]["trials"] == 40 * 6
+        assert accuracy[condition]["trials"] == 40 * (6 if design == "between" else 8)
     (difference,) = scope["differences"]
     assert difference["comparison"] == "upsample - none"
     assert difference["low"] <= 0.4 <= difference["high"]

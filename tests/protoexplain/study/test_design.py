@@ -29,13 +29,18 @@ def test_every_test_image_appears_under_every_condition_across_lists(within_stud
     for row in key["trials"]:
         if row["kind"] == "main":
             conditions.setdefault((row["task"], row["test_index"]), []).append(row["condition"])
-    assert len(conditions) == 6  # 2 images per task
+    assert len(conditions) == 8  # 2 images per task, 4 for agreement
     for shown in conditions.values():
         assert sorted(shown) == ["none", "upsample"]  # once under each, across the 2 lists
     per_list = Counter((row["list"], row["condition"]) for row in key["trials"]
                        if row["kind"] == "main")
-    assert per_list == {(name, c): 3 for name in ("list-1", "list-2")
+    assert per_list == {(name, c): 4 for name in ("list-1", "list-2")
                         for c in ("none", "upsample")}  # within: each condition equally often
+    # and each condition a participant sees shows one correct and one incorrect prediction
+    agreement = Counter((row["list"], row["condition"], row["model_correct"])
+                        for row in key["trials"]
+                        if row["kind"] == "main" and row["task"] == "agreement")
+    assert set(agreement.values()) == {1} and len(agreement) == 8
 
 
 def test_a_between_subject_list_shows_one_condition_on_the_same_images(between_study):
