@@ -7,7 +7,7 @@ predicted class) over the whole test set: with 3 strata, the least confident thi
 third and the most confident third. Images are taken from the strata in turn (lowest first),
 each stratum in a seeded random order, so that every stratum is equally represented as far as
 it has images. A task's images are then ordered so that the blocks of the Latin square get
-every stratum, and correct and incorrect predictions, in equal shares (:func:`by_stratum`).
+the strata, and correct and incorrect predictions, in equal shares (:func:`block_order`).
 """
 
 from __future__ import annotations
@@ -61,12 +61,20 @@ def _round_robin(pool: list[np.ndarray], count: int) -> list[int]:
     return taken
 
 
+def block_order(selected: list[Selected], blocks: int) -> list[Selected]:
+    """``selected`` (already ordered by kind, e.g. correct then incorrect predictions) ordered
+    by stratum within each kind and then dealt like cards in a snake: image ``q`` of a task
+    goes to Latin-square block ``q mod blocks`` (:mod:`protoexplain.study.counterbalance`),
+    and every other round of ``blocks`` images is reversed. Every block, i.e. every
+    condition a participant sees, then gets the kinds and the strata as evenly as the counts
+    allow (8 agreement images over 4 blocks: one correct and one incorrect each; 6 images of
+    strata 0, 0, 1, 1, 2, 2 over 3 blocks: strata {0, 2}, {0, 2}, {1, 1})."""
+    rounds = [selected[start:start + blocks] for start in range(0, len(selected), blocks)]
+    return [pick for n, part in enumerate(rounds) for pick in (part[::-1] if n % 2 else part)]
+
+
 def by_stratum(selected: list[Selected]) -> list[Selected]:
-    """``selected`` ordered by stratum (stable). Image ``q`` of a task goes to Latin-square
-    block ``q mod C`` (:mod:`protoexplain.study.counterbalance`), so consecutive images go to
-    different blocks: in this order every block, i.e. every condition a participant sees,
-    gets images of every stratum, and of correct and incorrect predictions alike, as evenly
-    as the counts allow."""
+    """``selected`` ordered by stratum (stable)."""
     return sorted(selected, key=lambda pick: pick.stratum)
 
 
@@ -99,15 +107,17 @@ def select_images(test: Predictions, config: StudyConfig, rng: np.random.Generat
         return [Selected(i, int(stratum[i])) for i in chosen]
 
     everything = np.ones_like(correct)
+    blocks = len(config.conditions)
     main: dict[str, list[Selected]] = {}
     for task in sorted(config.tasks, key=lambda t: t != "agreement"):  # the hardest first
         count = getattr(config.trials, task)
         if task == "agreement":
             right = take(correct, count // 2, "with a correct prediction (agreement task)")
             wrong = take(~correct, count // 2, "with an incorrect prediction (agreement task)")
-            main[task] = by_stratum(right) + by_stratum(wrong)
+            main[task] = block_order(by_stratum(right) + by_stratum(wrong), blocks)
         else:
-            main[task] = by_stratum(take(everything, count, f"for the {task} task"))
+            main[task] = block_order(by_stratum(take(everything, count,
+                                                     f"for the {task} task")), blocks)
     practice = {task: take(everything, config.practice, "for practice trials")
                 for task in config.tasks}
     attention = take(everything, config.attention_checks, "for attention checks")

@@ -21,3 +21,4 @@ def test_within_lists_show_every_image_under_every_condition_and_each_equally_of
 def test_between_lists_show_every_image_under_their_own_condition():
     assigned = condition_indices(items=5, conditions=3, design="between")
     assert assigned.tolist() == [[0] * 5, [1] * 5, [2] * 5]
+
