@@ -94,6 +94,13 @@ class StudyConfig:
                              "correct and half incorrect predictions")
 
     @property
+    def blocks(self) -> int:
+        """The blocks each task's images are dealt into: one per condition in a
+        within-subject design (:mod:`protoexplain.study.counterbalance`), one in a
+        between-subject design."""
+        return len(self.conditions) if self.design == "within" else 1
+
+    @property
     def lists(self) -> int:
         """Participant lists: one per row of the Latin square, i.e. per condition."""
         return len(self.conditions)

@@ -110,7 +110,7 @@ def _items(run: LoadedRun, config: StudyConfig, test_set: Any, chosen: list[tupl
             logits=logits[row], weights=weights, label=int(test_set[selected.index]["label"]),
             position=position, candidates=config.candidates, evidence=config.evidence,
             comparative=config.similarity_mode == "comparative",
-            conditions=len(config.conditions), class_names=class_names, rng=rng))
+            blocks=config.blocks, class_names=class_names, rng=rng))
     return items
 
 

@@ -107,7 +107,7 @@ def select_images(test: Predictions, config: StudyConfig, rng: np.random.Generat
         return [Selected(i, int(stratum[i])) for i in chosen]
 
     everything = np.ones_like(correct)
-    blocks = len(config.conditions)
+    blocks = config.blocks
     main: dict[str, list[Selected]] = {}
     for task in sorted(config.tasks, key=lambda t: t != "agreement"):  # the hardest first
         count = getattr(config.trials, task)

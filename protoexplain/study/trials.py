@@ -98,12 +98,13 @@ class Item:
 
 def make_item(task: str, index: int, stratum: int, *, similarities: torch.Tensor,
               logits: torch.Tensor, weights: torch.Tensor, label: int, position: int,
-              candidates: int, evidence: int, comparative: bool, conditions: int,
+              candidates: int, evidence: int, comparative: bool, blocks: int,
               class_names: list[str], rng: np.random.Generator) -> Item:
     """The content of test image ``index`` (its similarities (P,) and logits (K,)) in
     ``task``. ``position`` is the image's place in its task's list: in the pairwise
-    similarity task it alternates, within each Latin-square block of ``conditions`` images,
-    between the most and the least similar prototype."""
+    similarity task it alternates between the most and the least similar prototype from one
+    round of ``blocks`` images to the next (:func:`protoexplain.study.selection.block_order`:
+    each Latin-square block gets both)."""
     predicted = int(logits.argmax())
     probability = float(logits.softmax(dim=0)[predicted])
     facts = {"true_class": class_names[label], "predicted_class": class_names[predicted],
@@ -134,6 +135,6 @@ def make_item(task: str, index: int, stratum: int, *, similarities: torch.Tensor
         left_high = bool(rng.integers(2))
         return Item(task, index, stratum, [high, low] if left_high else [low, high],
                     ["left" if left_high else "right"], facts)
-    alike = (position // conditions) % 2 == 0
+    alike = (position // blocks) % 2 == 0
     return Item(task, index, stratum, [high if alike else low], ["yes" if alike else "no"],
                 facts)

@@ -90,7 +90,7 @@ def test_trials_have_the_documented_fields_and_fixed_picture_sizes(between_study
     assert [r["trial_id"] for r in rows] == [t["trial_id"] for t in document["trials"]]
 
 
-def test_agreement_trials_are_half_correct_and_the_key_says_what_matches_the_model(
+def test_agreement_and_similarity_trials_are_balanced_and_the_key_says_what_matches(
         between_study):
     key = read_key(between_study)
     agreement = [r for r in key["trials"] if r["task"] == "agreement" and r["kind"] == "main"
@@ -98,6 +98,9 @@ def test_agreement_trials_are_half_correct_and_the_key_says_what_matches_the_mod
     assert sorted(r["model_correct"] for r in agreement) == [False, True]
     for row in agreement:
         assert row["expected"] == (["3", "4"] if row["model_correct"] else ["1", "2"])
+    similarity = [r["expected"] for r in key["trials"] if r["task"] == "similarity"
+                  and r["kind"] == "main" and r["list"] == "list-1"]
+    assert sorted(similarity) == [["no"], ["yes"]]  # the most and the least similar prototype
     for row in key["trials"]:
         if row["task"] == "distinction" and row["kind"] != "attention":
             (label,) = row["expected"]
