@@ -434,8 +434,8 @@ def main(argv: list[str] | None = None) -> int:
             with ExitStack() as stack:
                 if out.resolve().is_relative_to(args.run_dir.resolve()):  # writes into the run
                     stack.enter_context(_locked(args.run_dir, "protoexplain report"))
-                summary = distributed.on_main(lambda: write_report(
-                    run, out, methods=methods, test_images=count, progress=progress))
+                summary = write_report(run, out, methods=methods, test_images=count,
+                                       progress=progress)
             if distributed.is_main_process():
                 print(f"wrote {summary.path} ({summary.files} files, "
                       f"{summary.bytes / 2**20:.1f} MiB)")

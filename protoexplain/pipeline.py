@@ -4,9 +4,9 @@ A run directory holds (DESIGN.md): ``config.yaml``, ``checkpoint.pt``, ``metrics
 ``projection.json``, one PNG per prototype under ``prototypes/``, ``report/`` (the HTML
 report, :mod:`protoexplain.report`) and ``train.log``.
 
-Under torchrun (:mod:`protoexplain.distributed`) every process trains, localizes the
-projected prototypes and runs the benchmark on its share of the batches; rank 0 alone
-evaluates, writes the files and the report, while the others wait for it.
+Under torchrun (:mod:`protoexplain.distributed`) every process trains, and localizes for
+the projection, the benchmark and the report on its share of the batches; rank 0 alone
+evaluates and writes the files, while the others wait for it.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def train_and_report(config: Config, run_dir: str | Path, *, resume: bool = Fals
     localization = config.localization
     benchmark_run(run, localization.evaluation_methods,
                   images_per_prototype=localization.images_per_prototype, progress=progress)
-    report = distributed.on_main(lambda: write_report(run, progress=progress))
+    report = write_report(run, progress=progress)
     log.info("report -> %s", report.path)
     log.info("%s (%s %.4f, selected stage %d); run directory %s", headline(metrics),
              result.selection_metric, result.best_val_score, result.best_stage + 1, run_dir)

@@ -1,12 +1,12 @@
 """What tests/protoexplain/test_distributed.py runs on several processes with torchrun.
 
 ``python -m torch.distributed.run --nproc_per_node 2 tests/protoexplain/distributed_checks.py
-OUT``, on a tiny CPU model: push, the localization benchmark, a short training run, the same
-run interrupted and resumed, a batch the processes cannot share and the tie order of the push
-agreement, whose results rank 0 writes to ``OUT/results.json``; then ``protoexplain train``
-into ``OUT/died`` (:func:`dying_run`), in which rank 1 exits abruptly in its third training
-epoch, so the launch as a whole fails (one launch: starting the processes is
-most of the time).
+OUT``, on a tiny CPU model: push, the localization benchmark, the report (into
+``OUT/report``), a short training run, the same run interrupted and resumed, a batch the
+processes cannot share and the tie order of the push agreement, whose results rank 0 writes
+to ``OUT/results.json``; then ``protoexplain train`` into ``OUT/died`` (:func:`dying_run`),
+in which rank 1 exits abruptly in its third training epoch, so the launch as a whole fails
+(one launch: starting the processes is most of the time).
 """
 
 from __future__ import annotations
@@ -26,10 +26,16 @@ from protoexplain.cli import main as protoexplain_main
 from protoexplain.config import ConfigError, load_config, save_config
 from protoexplain.factory import build_dataset, build_model, make_loader, resolve_device
 from protoexplain.metrics.localization import LocalizationSettings
+from protoexplain.report import write_report
 from protoexplain.training_run import train
 from prototypes import push
 from prototypes.push import nearest_across_processes
-from tests.protoexplain.tiny_runs import PUSHED_RUN, interrupt_training_after, tiny_run
+from tests.protoexplain.tiny_runs import (
+    PUSHED_RUN,
+    interrupt_training_after,
+    pushed_run,
+    tiny_run,
+)
 
 BENCHMARK_METHODS = {"upsample": {}, "hdm": {"benchmark_steps": 3, "auxiliary_steps": 3}}
 """Methods of the benchmark check: the baseline and a learned mask (few steps)."""
@@ -76,6 +82,17 @@ def benchmark(model: torch.nn.Module, config) -> dict:
                          progress=False)
 
 
+REPORT = ["localization.method_options={hdm: {benchmark_steps: 3, auxiliary_steps: 3}}"]
+"""The report check's run: :data:`PUSHED_RUN` whose report shows ``upsample`` and HDM."""
+
+
+def report(path: Path) -> Path:
+    """The report of the run of :data:`REPORT` (two test images explained) at ``path``."""
+    run = pushed_run(path.parent / "run", *REPORT)
+    return write_report(run, path, methods=["upsample", "hdm"], test_images=2,
+                        progress=False).path.parent
+
+
 def tie_order() -> list[list[int]]:
     """The winners of candidates that tie: each process offers, for 3 prototypes, a distance
     of 1 at (sample, row, column) = (5 - rank, 0, 0), (3, rank, 0) and (3, 1, 1 - rank)."""
@@ -96,6 +113,7 @@ def checks(out: Path) -> None:
     model, results["push"], config = pushed_model()
     results["benchmark"] = benchmark(model, config)
     results["ties"] = tie_order()
+    report(out / "report")
     training = load_config(None, TRAINING)
     results["history"] = train(training, out / "straight", progress=False).history
     with pytest.MonkeyPatch.context() as patch:

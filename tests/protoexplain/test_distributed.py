@@ -24,6 +24,7 @@ from tests.protoexplain.distributed_checks import (
     benchmark,
     dying_run,
     pushed_model,
+    report,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,6 +168,18 @@ def test_benchmark_on_two_processes_is_the_single_process_benchmark(two_processe
                 continue
             assert shared[name] == value or (math.isnan(shared[name]) and math.isnan(value)), \
                 (method, name)
+
+
+@pytest.mark.slow
+def test_report_on_two_processes_is_the_single_process_report(two_processes, tmp_path):
+    out, _, _ = two_processes
+    shared, single = out / "report", report(tmp_path / "report")
+    files = sorted(path.relative_to(single) for path in single.rglob("*") if path.is_file())
+    assert files == sorted(path.relative_to(shared) for path in shared.rglob("*")
+                           if path.is_file())
+    assert any(name.suffix == ".jpg" for name in files)  # the localization pictures
+    for name in files:
+        assert (shared / name).read_bytes() == (single / name).read_bytes(), name
 
 
 @pytest.mark.slow
