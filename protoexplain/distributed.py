@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -40,6 +41,12 @@ T = TypeVar("T")
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 """The environment variables torchrun sets in every process it starts."""
+
+TIMEOUT = timedelta(hours=1)
+"""How long a process waits for the others in one collective before it fails. Longer than
+torch's defaults (10 minutes with nccl) because rank 0 alone evaluates the test set and draws
+the prototype pictures while the others wait; a process that dies is noticed at once anyway,
+as torchrun then stops the others."""
 
 
 class DistributedError(RuntimeError):
@@ -102,6 +109,7 @@ def join(device: torch.device) -> torch.device:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend_for(device), rank=rank, world_size=world,
+                                timeout=TIMEOUT,
                                 device_id=device if device.type == "cuda" else None)
     elif dist.get_backend() != backend_for(device):
         raise DistributedError(f"the process group uses {dist.get_backend()}, but device "
