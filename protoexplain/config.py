@@ -107,7 +107,7 @@ class TrainingConfig:
     final_push: bool = False
     """Push once more after the last epoch when it was not a push epoch (the original
     does not), so the run always ends with projected prototypes."""
-    sync_batchnorm: bool = field(default=False, metadata=rule(may_change_on_resume=True))
+    sync_batchnorm: bool = False
     """Under torchrun, normalise batch norms with the statistics of the global batch
     (``torch.nn.SyncBatchNorm``, CUDA only) instead of each process's own batch
     (docs/distributed.md). No effect on one process."""
