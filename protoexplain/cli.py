@@ -6,8 +6,11 @@ import argparse
 import logging
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from protoexplain import distributed
 from protoexplain.checkpoint import CheckpointError
 from protoexplain.config import ConfigError, load_config
 from protoexplain.malloc_tuning import tune_malloc
@@ -70,13 +73,31 @@ _FROM_CONFIG = object()
 """Default of options whose default is the run's config value."""
 
 
+DISTRIBUTED_COMMANDS = ("train", "demo", "benchmark", "report")
+"""The commands that run on several processes under torchrun."""
+
+
 def _setup_logging(run_dir: Path | None, verbose: bool) -> None:
+    """Log lines to stderr and, with ``run_dir``, to its ``train.log``; under torchrun only
+    rank 0 logs (the others say only warnings and errors, and write no file)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    level = logging.DEBUG if verbose else logging.INFO
+    if distributed.launch_rank() != 0:
+        level, run_dir = logging.WARNING, None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(run_dir / "train.log"))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers,
+    logging.basicConfig(level=level, handlers=handlers,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S", force=True)
+
+
+@contextmanager
+def _locked(run_dir: Path, command: str) -> Iterator[Path]:
+    """:func:`run_lock` of ``run_dir``; under torchrun rank 0 holds it for all processes
+    (every process raises when it is refused)."""
+    with ExitStack() as stack:
+        distributed.on_main(lambda: stack.enter_context(run_lock(run_dir, command)))
+        yield run_dir
 
 
 def _default_run_dir(config_path: str) -> Path:
@@ -358,6 +379,7 @@ def _train(config_path: str, overrides: list[str], out: Path | None, resume: boo
     """``train`` and ``demo``: check the config, lock the run directory, refuse one that
     holds a run (unless ``overwrite``) or, with ``resume``, one with nothing to resume; then
     train and report. Ctrl-C ends with one line saying what is kept and how to resume."""
+    from protoexplain.factory import resolve_device
     from protoexplain.pipeline import train_and_report
     from protoexplain.run_start import check_resumable, prepare_new_run
 
@@ -370,9 +392,10 @@ def _train(config_path: str, overrides: list[str], out: Path | None, resume: boo
         check_resumable(run_dir)  # before the lock creates a mistyped directory
     command = ["protoexplain", "train", config_path, "--out", str(run_dir),
                *(item for value in overrides for item in ("--set", value))]
-    with run_lock(run_dir, f"protoexplain train {config_path}"):
+    resolve_device(config.device)  # under torchrun: joins the process group
+    with _locked(run_dir, f"protoexplain train {config_path}"):
         if not resume:
-            prepare_new_run(run_dir, overwrite=overwrite)
+            distributed.on_main(lambda: prepare_new_run(run_dir, overwrite=overwrite))
         _setup_logging(run_dir, verbose)
         try:
             train_and_report(config, run_dir, resume=resume, progress=progress)
@@ -401,11 +424,15 @@ def _kept(run_dir: Path, interrupt: KeyboardInterrupt) -> tuple[str, bool]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    progress = not getattr(args, "no_progress", False)
+    progress = not getattr(args, "no_progress", False) and distributed.launch_rank() == 0
     verbose = getattr(args, "verbose", False)
     try:
         _setup_logging(None, verbose)  # before tune_malloc, so that -v shows what it set;
         tune_malloc()                  # `train` and `demo` add their run's train.log
+        if distributed.launch_world_size() > 1 and args.command not in DISTRIBUTED_COMMANDS:
+            raise distributed.DistributedError(
+                f"'protoexplain {args.command}' runs on one process; of the commands only "
+                f"{', '.join(DISTRIBUTED_COMMANDS)} run under torchrun with several")
         if args.command == "train":
             return _train(args.config, args.overrides, args.out, args.resume, progress, verbose,
                           args.overwrite)
@@ -436,10 +463,11 @@ def main(argv: list[str] | None = None) -> int:
             check_localization_methods(run.config, "--methods")
             count = (run.config.localization.images_per_prototype
                      if args.images_per_prototype is _FROM_CONFIG else args.images_per_prototype)
-            with run_lock(args.run_dir, "protoexplain benchmark"):
+            with _locked(args.run_dir, "protoexplain benchmark"):
                 results = benchmark_run(run, methods, images_per_prototype=count,
                                         progress=progress)
-            print(benchmark_table(results))
+            if distributed.is_main_process():
+                print(benchmark_table(results))
             return 0
         if args.command == "explain":
             from protoexplain.config import check_localization_methods
@@ -476,15 +504,14 @@ def main(argv: list[str] | None = None) -> int:
             if count < 0:
                 raise ConfigError(f"--test-images must be 0 or more, got {count}")
             out = args.out or args.run_dir / "report"
-            if out.resolve().is_relative_to(args.run_dir.resolve()):  # writes into the run
-                with run_lock(args.run_dir, "protoexplain report"):
-                    summary = write_report(run, out, methods=methods, test_images=count,
-                                           progress=progress)
-            else:
+            with ExitStack() as stack:
+                if out.resolve().is_relative_to(args.run_dir.resolve()):  # writes into the run
+                    stack.enter_context(_locked(args.run_dir, "protoexplain report"))
                 summary = write_report(run, out, methods=methods, test_images=count,
                                        progress=progress)
-            print(f"wrote {summary.path} ({summary.files} files, "
-                  f"{summary.bytes / 2**20:.1f} MiB)")
+            if distributed.is_main_process():
+                print(f"wrote {summary.path} ({summary.files} files, "
+                      f"{summary.bytes / 2**20:.1f} MiB)")
             return 0
         if args.command == "import-protopnet":
             from protoexplain.import_protopnet import import_protopnet
@@ -538,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
                                   + (f" ({error.filename})" if error.filename else "")) from None
             print(f"wrote {path}")
             return 0
-    except (ConfigError, CheckpointError, RunDirError, OSError) as error:
+    except (ConfigError, CheckpointError, RunDirError, OSError,
+            distributed.DistributedError) as error:
         print(f"protoexplain: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -551,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("protoexplain").error("%s", error)
             return 1
         raise
+    finally:
+        distributed.leave()
     return 1
 
 

@@ -107,6 +107,10 @@ class TrainingConfig:
     final_push: bool = False
     """Push once more after the last epoch when it was not a push epoch (the original
     does not), so the run always ends with projected prototypes."""
+    sync_batchnorm: bool = False
+    """Under torchrun, normalise batch norms with the statistics of the global batch
+    (``torch.nn.SyncBatchNorm``, CUDA only) instead of each process's own batch
+    (docs/distributed.md). No effect on one process."""
     learning_rates: LearningRates = field(default_factory=LearningRates, metadata=rule(
         every=Rule(minimum=0),
         fields={"joint_step_size": Rule(minimum=1), "joint_gamma": Rule(above=0)}))

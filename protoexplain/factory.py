@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from protoexplain import distributed
 from protoexplain.config import Config, ConfigError, dataset_class
 from protoexplain.data.collate import collate
 from prototypes import ProtoPNet, XProtoNet
@@ -20,16 +21,20 @@ log = logging.getLogger("protoexplain")
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; anything else is passed to :class:`torch.device`."""
+    """``auto`` picks CUDA when available; anything else is passed to :class:`torch.device`.
+
+    Under torchrun the process also joins the process group here
+    (:func:`protoexplain.distributed.join`: gloo on the CPU, nccl on CUDA, where each process
+    takes the GPU ``LOCAL_RANK``)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return distributed.join(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         device = torch.device(name)
     except RuntimeError as error:  # an unknown device type, e.g. 'tpu'
         raise ConfigError(f"'device' is {name!r}, which torch does not know: {error}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"'device' is {name!r} but CUDA is not available on this machine")
-    return device
+    return distributed.join(device)
 
 
 def use_deterministic_kernels(device: torch.device, enabled: bool) -> None:
@@ -132,14 +137,27 @@ def skipped_images(data: RunData) -> dict[str, list[dict[str, str]]]:
 
 
 def make_loader(dataset: Dataset, batch_size: int, config: Config, *,
-                shuffle_seed: int | None = None) -> DataLoader:
-    """A loader with the project's collate; ``shuffle_seed`` makes the order reproducible."""
-    generator = None
+                shuffle_seed: int | None = None, shard: bool = False) -> DataLoader:
+    """A loader with the project's collate.
+
+    ``shuffle_seed``: shuffle, in the order of
+    :class:`~protoexplain.distributed.ShuffledShard` (``torch.randperm`` drawn from that seed
+    at every pass, so the order does not depend on anything else touching the loader).
+    ``shard``: under torch.distributed, only this process's part: with ``shuffle_seed``, its
+    positions of the permutation, ``batch_size`` being the per-process batch; without, the
+    batches of the unshuffled loader that fall to this process
+    (:class:`~protoexplain.distributed.BatchShard`). On one process it changes nothing.
+    """
+    if shard and shuffle_seed is None and distributed.is_distributed():
+        return DataLoader(dataset, batch_sampler=distributed.BatchShard(len(dataset),
+                                                                        batch_size),
+                          collate_fn=collate, num_workers=config.data.num_workers)
+    sampler = generator = None
     if shuffle_seed is not None:
-        generator = torch.Generator().manual_seed(shuffle_seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle_seed is not None,
-                      generator=generator, collate_fn=collate,
-                      num_workers=config.data.num_workers)
+        sampler = distributed.training_sampler(len(dataset), shuffle_seed, shard=shard)
+        generator = torch.Generator().manual_seed(shuffle_seed)  # the workers' base seed
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, generator=generator,
+                      collate_fn=collate, num_workers=config.data.num_workers)
 
 
 def build_model(config: Config, num_classes: int, image_size: int, *,

@@ -3,6 +3,10 @@
 A run directory holds (DESIGN.md): ``config.yaml``, ``checkpoint.pt``, ``metrics.json``,
 ``projection.json``, one PNG per prototype under ``prototypes/``, ``report/`` (the HTML
 report, :mod:`protoexplain.report`) and ``train.log``.
+
+Under torchrun (:mod:`protoexplain.distributed`) every process trains, and localizes for
+the projection, the benchmark and the report on its share of the batches; rank 0 alone
+evaluates and writes the files, while the others wait for it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 import torch
 
+from protoexplain import distributed
 from protoexplain.atomic_io import atomic_write_json
 from protoexplain.benchmark import run_benchmark, write_benchmark
 from protoexplain.config import Config
@@ -54,6 +59,8 @@ def write_projection(run: LoadedRun, *, progress: bool = True) -> list[dict[str,
                                      batch_size=config.data.eval_batch_size,
                                      device=run.device, progress=progress)
     class_names = class_names_of(push_set)
+    if not distributed.is_main_process():  # the localization was shared; rank 0 writes
+        return projection_json(run.records, localizations, class_names)
     pictures = write_prototype_pictures(run.path, push_set, run.records, localizations,
                                         class_names, progress=progress)
     rows = projection_json(run.records, localizations, class_names, pictures)
@@ -77,15 +84,17 @@ def evaluate_run(run: LoadedRun, *, progress: bool = True) -> dict[str, Any]:
 def benchmark_run(run: LoadedRun, methods: list[str], *, images_per_prototype: int | None,
                   progress: bool = True) -> dict[str, dict[str, float]]:
     """Compare localization methods on the run's model and test images; writes
-    ``benchmark.json`` and ``benchmark.md`` into the run directory."""
+    ``benchmark.json`` and ``benchmark.md`` into the run directory (under torchrun: every
+    process scores its share of the pairs, rank 0 writes)."""
     test_set = build_dataset(run.config, "test", augment=False)
     results = run_benchmark(run.model, test_set, method_options(run.config, methods),
                             images_per_prototype=images_per_prototype,
                             settings=metric_settings(run.config),
                             batch_size=run.config.data.eval_batch_size, device=run.device,
                             seed=run.config.seed, progress=progress)
-    json_path, _ = write_benchmark(results, run.path)
-    log.info("localization benchmark of %s -> %s", ", ".join(methods), json_path)
+    if distributed.is_main_process():
+        json_path, _ = write_benchmark(results, run.path)
+        log.info("localization benchmark of %s -> %s", ", ".join(methods), json_path)
     return results
 
 
@@ -96,22 +105,27 @@ def train_and_report(config: Config, run_dir: str | Path, *, resume: bool = Fals
     started = time.perf_counter()
     result = train(config, run_dir, resume=resume, progress=progress)
     training_seconds = time.perf_counter() - started
-    atomic_write_json(run_dir / "history.json", result.history)
-    atomic_write_json(run_dir / "metrics.json", {
-        # NaN (an AUROC undefined on every class of a tiny validation set) is written as null
-        result.selection_metric: (None if math.isnan(result.best_val_score)
-                                  else result.best_val_score),
-        "selected_stage": result.best_stage,
-        "training_seconds": round(training_seconds, 1),
-        "num_prototypes": len(result.records),
-        "device": str(next(result.model.parameters()).device),
-        "torch_threads": torch.get_num_threads(),
-        # what on_bad_image: skip left out, per split; the settings a resume changed
-        **({"skipped_images": result.skipped_images} if result.skipped_images else {}),
-        **({"config_changes": result.config_changes} if result.config_changes else {}),
-    })
+    main = distributed.is_main_process()
+    progress = progress and main
+    if main:
+        atomic_write_json(run_dir / "history.json", result.history)
+        atomic_write_json(run_dir / "metrics.json", {
+            # NaN (an AUROC undefined on every class of a tiny validation set) is written as null
+            result.selection_metric: (None if math.isnan(result.best_val_score)
+                                      else result.best_val_score),
+            "selected_stage": result.best_stage,
+            "training_seconds": round(training_seconds, 1),
+            "num_prototypes": len(result.records),
+            "device": str(next(result.model.parameters()).device),
+            "torch_threads": torch.get_num_threads(),
+            "processes": distributed.world_size(),
+            # what on_bad_image: skip left out, per split; the settings a resume changed
+            **({"skipped_images": result.skipped_images} if result.skipped_images else {}),
+            **({"config_changes": result.config_changes} if result.config_changes else {}),
+        })
+    distributed.barrier()  # rank 0 has written the last checkpoint
     run = load_run(run_dir)
-    metrics = evaluate_run(run, progress=progress)
+    metrics = distributed.on_main(lambda: evaluate_run(run, progress=progress))
     write_projection(run, progress=progress)
     localization = config.localization
     benchmark_run(run, localization.evaluation_methods,

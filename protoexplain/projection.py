@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
+from protoexplain.distributed import map_batches
 from prototypes import ProjectionRecord, localize
 
 
@@ -28,21 +28,26 @@ def localize_records(model: torch.nn.Module, dataset: Dataset, records: list[Pro
     """Run each localization method on every prototype's source image.
 
     ``methods`` maps a method name to its keyword options. Returns, per method, ``maps``
-    (P, H, W) and ``boxes`` (P, 4) on the CPU, in record order.
+    (P, H, W) and ``boxes`` (P, 4) on the CPU, in record order. Under torch.distributed the
+    batches are shared among the processes (:func:`protoexplain.distributed.map_batches`) and
+    every process gets all results.
     """
     images = stack_images(dataset, [record.sample_index for record in records])
     prototype_ids = torch.tensor([record.prototype for record in records])
     results: dict[str, dict[str, Any]] = {}
     for name, options in methods.items():
-        maps, boxes = [], []
-        starts = range(0, len(records), batch_size)
-        for start in tqdm(starts, desc=f"localizing prototypes ({name})", disable=not progress):
-            batch = slice(start, start + batch_size)
-            found = localize(model, images[batch].to(device), prototype_ids[batch].to(device),
+
+        def work(batch: int, name: str = name, options: dict = options
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+            rows = slice(batch * batch_size, (batch + 1) * batch_size)
+            found = localize(model, images[rows].to(device), prototype_ids[rows].to(device),
                              method=name, **options)
-            maps.append(found.maps.cpu())
-            boxes.append(found.boxes.cpu())
-        results[name] = {"maps": torch.cat(maps), "boxes": torch.cat(boxes)}
+            return found.maps.cpu(), found.boxes.cpu()
+
+        found = map_batches(-(-len(records) // batch_size), work,
+                            desc=f"localizing prototypes ({name})", progress=progress)
+        results[name] = {"maps": torch.cat([maps for maps, _ in found]),
+                         "boxes": torch.cat([boxes for _, boxes in found])}
     return results
 
 

@@ -19,6 +19,23 @@ for multi-label ones.
 and optimisers of :mod:`prototypes.training`. XProtoNet's transformation loss draws from
 torch's global RNG (the CUDA one on a GPU): both RNG states are saved in every checkpoint, so
 resuming stays exact.
+
+Under torchrun (:mod:`protoexplain.distributed`, docs/distributed.md) every stage trains a
+``DistributedDataParallel`` wrapper of the model, built after the stage's
+:func:`~prototypes.training.set_phase` so that it averages the gradients of exactly the
+parameters the phase trains (prototypes and last layer included). Each process takes
+``data.batch_size / W`` samples per step from a ``DistributedSampler`` seeded with the
+stage's seed, so that a step of all processes sees the global batch one process would; the
+global RNG of process ``r`` (augmentations, XProtoNet's transformations) is seeded at every
+training stage from (seed, stage, r) (:func:`process_seed`), which also makes a resume on the
+same number of processes exact. Batch norm normalises with each process's own batch by
+default (its running statistics are rank 0's, which DDP broadcasts before every forward
+pass); ``training.sync_batchnorm`` uses the statistics of the global batch (SyncBatchNorm,
+CUDA only). Validation runs whole on every process. Push searches each process's share of the
+push set and agrees on the single-process projection
+(:func:`prototypes.push.nearest_across_processes`). Only rank 0 writes the run directory
+and checkpoints; the optimiser states are the same on every process, so a checkpoint
+resumes on any number of processes.
 """
 
 from __future__ import annotations
@@ -33,8 +50,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from protoexplain import distributed
 from protoexplain.checkpoint import CHECKPOINT_NAME, load_model_state, save_checkpoint
 from protoexplain.config import Config, ConfigError, loss_section, save_config
 from protoexplain.config_schema import to_dict
@@ -140,6 +159,34 @@ def _stage_seed(seed: int, stage_index: int) -> int:
     return seed * 1_000_003 + stage_index
 
 
+def process_seed(seed: int, stage_index: int, rank: int) -> int:
+    """The seed of process ``rank``'s global RNG in training stage ``stage_index`` of a run
+    on several processes (up to 65,536): distinct for every (stage, process)."""
+    return _stage_seed(seed, stage_index) * 65_536 + rank
+
+
+def _parallel(module: torch.nn.Module, device: torch.device, *, pretraining: bool
+              ) -> DistributedDataParallel | None:
+    """``module`` wrapped for a training stage on several processes (None on one): the
+    parameters that require gradients now are the ones whose gradients it averages. The
+    warm start trains only the trunk and its head, so its wrapper lets the rest go unused."""
+    if not distributed.is_distributed():
+        return None
+    return DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None,
+                                   find_unused_parameters=pretraining)
+
+
+def _use_sync_batchnorm(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` with SyncBatchNorm layers (``training.sync_batchnorm``) when it trains on
+    several processes; a ConfigError on the CPU, where torch's SyncBatchNorm does not run."""
+    if not distributed.is_distributed():
+        return model
+    if device.type != "cuda":
+        raise ConfigError("'training.sync_batchnorm' needs CUDA devices (torch's SyncBatchNorm "
+                          "does not run on the CPU); set it to false for CPU processes")
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def _format_stage(stage, total: int, stats: dict[str, float], val: dict[str, float],
                   seconds: float) -> str:
     """One log line: the stage, every loss term ``stats`` has, accuracies (per decision for
@@ -192,14 +239,22 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     """
     run_dir = Path(run_dir)
     checkpoint_path = run_dir / CHECKPOINT_NAME
+    device = resolve_device(config.device)  # under torchrun: joins the process group
+    main = distributed.is_main_process()
+    world = distributed.world_size()
+    batch_size = distributed.per_process_batch(config.data.batch_size)
     resumed = resume_point(run_dir, config) if resume else None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config.device)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    progress = progress and main
     use_deterministic_kernels(device, config.deterministic)
     torch.manual_seed(config.seed)
 
     data = build_run_data(config)
-    model = build_model(config, data.num_classes, data.image_size).to(device)
+    model = build_model(config, data.num_classes, data.image_size)
+    if config.training.sync_batchnorm:
+        model = _use_sync_batchnorm(model, device)
+    model = model.to(device)
     parts = TRAINING_PARTS[config.model.architecture]
     multi_label = is_multi_label(data.train)
     selection_metric = "val_auroc" if multi_label else "val_accuracy"
@@ -228,19 +283,24 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
             torch.cuda.set_rng_state_all(training_state["cuda_rng"])
         state = {key: training_state[key] for key in ("next_stage", "history", "records", "best")}
         state["config_changes"] = list(training_state.get("config_changes", []))
-        log.info("resuming %s at stage %d/%d", run_dir, state["next_stage"] + 1, len(stages))
+        log.info("resuming %s at stage %d/%d on %d process%s (it ran on %d)", run_dir,
+                 state["next_stage"] + 1, len(stages), world, "" if world == 1 else "es",
+                 training_state.get("world_size", 1))
         if resumed.changes:
             state["config_changes"] += [{"stage": state["next_stage"], "key": key, "old": old,
                                          "new": new} for key, old, new in resumed.changes]
             log.info("resumed with changed settings (recorded in metrics.json and "
                      "config.yaml): %s", "; ".join(f"{key} {old!r} -> {new!r}"
                                                   for key, old, new in resumed.changes))
-            save_config(config, run_dir / "config.yaml")
-    else:
+            if main:
+                save_config(config, run_dir / "config.yaml")
+    elif main:
         save_config(config, run_dir / "config.yaml")
+    state["world_size"] = world
 
     val_loader = make_loader(data.val, config.data.eval_batch_size, config)
-    push_loader = make_loader(data.push, config.data.eval_batch_size, config)
+    push_loader = make_loader(data.push, config.data.eval_batch_size, config, shard=True)
+    reduce = distributed.all_reduce_sum if world > 1 else None
     stage_bar = tqdm(total=len(stages), initial=state["next_stage"], desc="training",
                      unit="stage", disable=not progress)
     saved = state["next_stage"]  # the stages checkpoint.pt holds
@@ -255,13 +315,19 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
             else:
                 pretraining = stage.kind == "pretrain"
                 set_phase(model, "joint" if pretraining else stage.kind)
-                loader = make_loader(data.train, config.data.batch_size, config,
+                loader = make_loader(data.train, batch_size, config, shard=True,
                                      shuffle_seed=_stage_seed(config.seed, stage.index))
+                trainee = pretrainer if pretraining else model
+                if world > 1:
+                    torch.manual_seed(process_seed(config.seed, stage.index,
+                                                   distributed.rank()))
                 try:
-                    stats = run_epoch(pretrainer if pretraining else model, loader,
+                    stats = run_epoch(trainee, loader,
                                       optimizers[stage.kind].optimizer, coefs, train=True,
                                       device=device, progress=progress, epoch=stage.epoch,
-                                      loss_fn=pretraining_loss if pretraining else parts.loss_fn)
+                                      loss_fn=pretraining_loss if pretraining else parts.loss_fn,
+                                      forward=_parallel(trainee, device, pretraining=pretraining),
+                                      reduce=reduce)
                 except NonFiniteLossError as error:
                     stage_bar.close()
                     raise TrainingStopped(
@@ -287,8 +353,9 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                                  "model": copy.deepcopy(model.state_dict()),
                                  "records": list(state["records"])}
             state["next_stage"] = stage.index + 1
-            save_checkpoint(checkpoint_path,
-                            _checkpoint_payload(config, model, pretrainer, optimizers, state))
+            if main:
+                save_checkpoint(checkpoint_path,
+                                _checkpoint_payload(config, model, pretrainer, optimizers, state))
             saved = state["next_stage"]
             stage_bar.update(1)
     except KeyboardInterrupt:  # the checkpoint keeps the last completed stage

@@ -6,6 +6,11 @@ over an unaugmented training loader, class-specifically by default, keeps a runn
 across batches (an earlier batch wins ties; within a batch the first minimum in
 (image, row, column) order wins) and finally overwrites the prototype vectors.
 
+Across processes (torch.distributed initialised with more than one process), each process
+searches its part of the push set and :func:`nearest_across_processes` agrees on the global
+nearest patch with the single-process tie order, so that the projection is the one a single
+process finds when each process's batches are batches of the single-process loader.
+
 Unlike the original, this function does not draw or save anything and does not localize the
 prototype: where it lives in its source image is a separate step
 (:func:`prototypes.localize`), so any localization method can be applied to the records.
@@ -18,13 +23,15 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
+import torch.distributed as dist
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from hdm.hooks import evaluation_mode
 from prototypes.model import ProtoPNet
 from prototypes.receptive_field import receptive_field_boxes
 
-__all__ = ["ProjectionRecord", "push"]
+__all__ = ["ProjectionRecord", "nearest_across_processes", "push"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,11 @@ def push(model: ProtoPNet, loader: Iterable[dict[str, Any]], *, class_specific: 
             best_h = torch.where(better, h, best_h)
             best_w = torch.where(better, w, best_w)
 
+        positions = torch.stack([best_h, best_w], dim=1)
+        best_distance, best_sample, positions, best_vector, image_size = \
+            nearest_across_processes(best_distance, best_sample, positions, best_vector,
+                                     image_size)
+        best_h, best_w = positions.unbind(dim=1)
         unfound = torch.isinf(best_distance)
         if unfound.any():
             classes = sorted(set(model.prototype_classes[unfound].tolist()))
@@ -145,3 +157,53 @@ def push(model: ProtoPNet, loader: Iterable[dict[str, Any]], *, class_specific: 
     return [ProjectionRecord(prototype=j, class_index=k, sample_index=s, latent_position=(y, x),
                              distance=d, similarity=sim, receptive_field_box=tuple(box))
             for j, k, s, y, x, d, sim, box in columns]
+
+
+def nearest_across_processes(distance: Tensor, sample: Tensor, position: Tensor, vector: Tensor,
+                             image_size: tuple[int, ...] | None
+                             ) -> tuple[Tensor, Tensor, Tensor, Tensor, tuple[int, ...] | None]:
+    """Each prototype's nearest candidate over all processes, when torch.distributed is
+    initialised with more than one process (otherwise the arguments come back unchanged).
+
+    Every process passes its own best candidate per prototype: ``distance`` (P,) float,
+    ``sample`` (P,) long data set index, ``position`` (P, 2) long latent (row, column),
+    ``vector`` (P, D), and the ``image_size`` its batches had (None when it saw none). The
+    smallest distance wins; equal distances go to the lowest sample index, then the first
+    position in row-major order: the candidate one process keeps when it searches the whole
+    set in data set order (an earlier batch wins ties, and within a batch the first
+    minimum in (image, row, column) order). Returns the winners, the same on every process,
+    and the image size the processes saw.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return distance, sample, position, vector, image_size
+    world = dist.get_world_size()
+
+    def gathered(tensor: Tensor) -> Tensor:
+        parts = [torch.empty_like(tensor) for _ in range(world)]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.stack(parts)  # (W, ...)
+
+    distances, samples = gathered(distance), gathered(sample)
+    positions, vectors = gathered(position), gathered(vector)
+    best = torch.zeros_like(sample)  # (P,) the winning process of each prototype
+    every = torch.arange(len(sample), device=sample.device)
+    for other in range(1, world):
+        key_best = (distances[best, every], samples[best, every],
+                    positions[best, every, 0], positions[best, every, 1])
+        key_other = (distances[other], samples[other], positions[other, :, 0],
+                     positions[other, :, 1])
+        better = torch.zeros_like(key_best[0], dtype=torch.bool)
+        equal = torch.ones_like(better)
+        for mine, theirs in zip(key_best, key_other, strict=True):
+            better |= equal & (theirs < mine)
+            equal &= theirs == mine
+        best = torch.where(better, other, best)
+    sizes = [size for size in _all_gather_objects(image_size, world) if size is not None]
+    return (distances[best, every], samples[best, every], positions[best, every],
+            vectors[best, every], sizes[0] if sizes else None)
+
+
+def _all_gather_objects(value: Any, world: int) -> list[Any]:
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(gathered, value)
+    return gathered

@@ -219,7 +219,9 @@ def run_epoch(model: nn.Module, loader: Iterable[dict[str, Any]],
               optimizer: torch.optim.Optimizer | None, coefs: Any,
               *, train: bool, device: torch.device | str, progress: bool = False,
               epoch: int | None = None, update_frozen_batchnorm: bool = False,
-              loss_fn: BatchLoss = protopnet_loss) -> dict[str, float]:
+              loss_fn: BatchLoss = protopnet_loss,
+              forward: Callable[[torch.Tensor], Any] | None = None,
+              reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
     """One pass over ``loader``, training with ``optimizer`` when ``train``.
 
     Args:
@@ -240,6 +242,14 @@ def run_epoch(model: nn.Module, loader: Iterable[dict[str, Any]],
             last-layer epochs); ``True`` reproduces the original.
         loss_fn: the objective, called as ``loss_fn(output, labels, model, coefs)``
             (default: ProtoPNet's).
+        forward: what computes the outputs from images (default: ``model``), e.g. a
+            ``DistributedDataParallel`` wrapper of ``model``, whose backward pass averages
+            the gradients over processes (terms the loss takes from ``model`` directly, such as
+            the last layer's L1, reach the same parameters and are averaged with them).
+        reduce: sums a tensor over processes (e.g. an all-reduce), when each process passes
+            its own part of the data: the returned means, and the check for a non-finite
+            loss, are then over all processes' samples, the same on every process.
+            ``None``: ``loader`` is all the data.
 
     Returns:
         Sample-weighted means of the loss terms (``loss`` is the total, then the other terms
@@ -266,10 +276,13 @@ def run_epoch(model: nn.Module, loader: Iterable[dict[str, Any]],
                                           leave=False)):
             images = batch["image"].to(device)
             labels = batch["label"].to(device)
-            output = model(images)
+            output = (forward or model)(images)
             terms = loss_fn(output, labels, model, coefs)
             if train:
-                if not torch.isfinite(terms["total"]):
+                finite = torch.isfinite(terms["total"].detach())
+                if reduce is not None:  # every process stops when any process's loss is bad
+                    finite = reduce((~finite).float().view(1)) == 0
+                if not finite.all():
                     raise NonFiniteLossError(step, epoch,
                                              {k: float(v.detach()) for k, v in terms.items()})
                 model.zero_grad(set_to_none=True)
@@ -285,8 +298,15 @@ def run_epoch(model: nn.Module, loader: Iterable[dict[str, Any]],
             else:
                 correct += (output.logits.argmax(dim=1) == labels).sum()
             samples += size
+    names = list(sums)
+    if reduce is not None:
+        totals = reduce(torch.stack([*(torch.as_tensor(sums[name], device=device).float()
+                                       for name in names), correct.float(),
+                                     torch.tensor(float(samples), device=device)]))
+        sums = dict(zip(names, totals[:-2], strict=True))
+        correct, samples = totals[-2], int(totals[-1])
     if samples == 0:
         raise ValueError("run_epoch: the loader yielded no samples")
-    stats = {name: float(total) / samples for name, total in sums.items()}
+    stats = {name: float(sums[name]) / samples for name in names}
     stats["accuracy"] = float(correct) / samples
     return stats

@@ -14,7 +14,8 @@ earlier batch wins ties, within a batch the first image), records instead of pic
 record's ``latent_position`` is the peak of the prototype's occurrence map on its source image
 and ``receptive_field_box`` that position's receptive field. Where the prototype lives is
 localized separately (:func:`prototypes.localize`, whose ``upsample`` method upsamples the
-occurrence map).
+occurrence map). Across processes, :func:`prototypes.push.nearest_across_processes` agrees on
+the most similar candidate with the same tie order (the lowest sample index).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hdm.hooks import evaluation_mode
-from prototypes.push import ProjectionRecord
+from prototypes.push import ProjectionRecord, nearest_across_processes
 from prototypes.receptive_field import receptive_field_boxes
 from prototypes.xprotonet import XProtoNet
 from prototypes.xprotonet_losses import as_multi_hot
@@ -43,7 +44,8 @@ def push_xprotonet(model: XProtoNet, loader: Iterable[dict[str, Any]], *,
         model: the XProtoNet; its ``prototype_vectors`` are overwritten in place.
         loader: the *unaugmented* training set, yielding dicts with ``image`` (B, 3, H, W) in
             [0, 1], ``label`` (B, K) multi-hot or (B,) integer classes, and ``index`` (B,)
-            sample indices; all images the same size.
+            sample indices; all images the same size. Under torch.distributed, this
+            process's part of it.
         progress: show a tqdm bar.
 
     Returns:
@@ -90,6 +92,15 @@ def push_xprotonet(model: XProtoNet, loader: Iterable[dict[str, Any]], *,
             latent_width = maps.shape[-1]
             best_position = torch.where(better, maps.flatten(1).argmax(dim=1), best_position)
 
+        # the most similar is the nearest at distance -similarity (an exact negation); an
+        # image's candidate is one vector, so ties go to the lowest sample index
+        distance, best_sample, positions, best_vector, shape = nearest_across_processes(
+            -best_similarity, best_sample, best_position[:, None].expand(-1, 2),
+            best_vector, None if image_size is None else (*image_size, latent_width))
+        if shape is not None:
+            image_size, latent_width = tuple(shape[:2]), shape[2]
+        best_position = positions[:, 0]
+        best_similarity = -distance
         unfound = torch.isinf(best_similarity)
         if unfound.any():
             missing = sorted(set(classes[unfound].tolist()))

@@ -62,9 +62,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from hdm.metrics import deletion_auc, energy_pointing_game, insertion_auc, pointing_game
+from protoexplain.distributed import map_batches
 from protoexplain.metrics.boxes import best_box_iou, finding_regions
 from protoexplain.metrics.cost import PassCount, counting_passes
 from protoexplain.metrics.pairs import EvaluationPairs
@@ -177,13 +177,14 @@ def noisy_responsible_parts(model: nn.Module, pairs: EvaluationPairs,
     """(M,) long: the part each pair's prototype relies on in the pair's *noisy* image (-1:
     none), the noise being :func:`evaluate_localization`'s for the same ``batch_size`` and
     ``seed``. Method-independent: :func:`protoexplain.benchmark.run_benchmark` finds it once
-    for all methods (``oracle_stability``). Needs part masks in ``pairs.ground_truth``."""
+    for all methods (``oracle_stability``). Needs part masks in ``pairs.ground_truth``. Under
+    torch.distributed the batches are shared among the processes and every process gets all
+    parts."""
     settings = settings or LocalizationSettings()
     device = torch.device(device)
-    found = []
-    starts = range(0, len(pairs), batch_size)
-    for batch_number, start in enumerate(tqdm(starts, desc="parts on noisy images",
-                                              disable=not progress)):
+
+    def find(batch_number: int) -> Tensor:
+        start = batch_number * batch_size
         rows = pairs.rows[start:start + batch_size]
         ids = pairs.prototypes[start:start + batch_size].to(device)
         images = pairs.images[rows].to(device)
@@ -191,7 +192,10 @@ def noisy_responsible_parts(model: nn.Module, pairs: EvaluationPairs,
         noisy = _batch_noise(model, images, settings, seed, batch_number)
         scores = pair_part_scores(model, noisy, ids, part_masks, definition=part_definition,
                                   score=settings.score, fill=settings.fill)
-        found.append(relied_on_parts(scores, part_masks.flatten(2).any(dim=2)).cpu())
+        return relied_on_parts(scores, part_masks.flatten(2).any(dim=2)).cpu()
+
+    found = map_batches(-(-len(pairs) // batch_size), find, desc="parts on noisy images",
+                        progress=progress)
     return torch.cat(found) if found else torch.zeros(0, dtype=torch.long)
 
 
@@ -316,7 +320,10 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
             when the pairs and batch size are the same) and the tie order of top-pixel masks.
         progress: show a progress bar.
     Returns:
-        ``{metric: value}`` (see the module docstring).
+        ``{metric: value}`` (see the module docstring). Under torch.distributed the batches
+        of pairs are shared among the processes (:func:`protoexplain.distributed.map_batches`;
+        every batch is scored as on one process, with the same noise and tie order) and every
+        process returns the values of all pairs: those of one process, except the seconds.
     """
     settings = settings or LocalizationSettings()
     options = dict(options or {})
@@ -328,17 +335,17 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
     tolerance = settings.pointing_tolerance or scaled_tolerance((height, width))
     half_size = settings.half_size or scaled_half_sizes((height, width))
     pixels_per_step = math.ceil(height * width / settings.deletion_steps)
-    cost = PassCount()
-    results = _Accumulator()
     model.eval()
     wants_noisy_parts = responsible_parts is not None and needs_noisy_parts(settings, pairs)
     if noisy_parts is None and wants_noisy_parts:
         noisy_parts = noisy_responsible_parts(
             model, pairs, settings, part_definition=part_definition, batch_size=batch_size,
             device=device, seed=seed, progress=progress)
-    starts = range(0, len(pairs), batch_size)
-    for batch_number, start in enumerate(tqdm(starts, desc=f"benchmark ({method})",
-                                              disable=not progress)):
+
+    def score_batch(batch_number: int) -> tuple[dict[str, list[Tensor]], PassCount]:
+        """The per-pair results of one batch of pairs and the cost of its localization."""
+        start = batch_number * batch_size
+        results, cost = _Accumulator(), PassCount()
         rows = pairs.rows[start:start + batch_size]
         ids = pairs.prototypes[start:start + batch_size].to(device)
         images = pairs.images[rows].to(device)
@@ -386,7 +393,17 @@ def evaluate_localization(model: nn.Module, pairs: EvaluationPairs, method: str,
             random_maps = _localize(randomized_model, images, ids, method, options)[0]
             results.add("sanity_spearman", spearman_correlation(maps, random_maps))
             results.add("sanity_ssim", structural_similarity(maps, random_maps))
+        return results.values, cost
 
+    batches = map_batches(-(-len(pairs) // batch_size), score_batch,
+                          desc=f"benchmark ({method})", progress=progress)
+    results, cost = _Accumulator(), PassCount()
+    for values, batch_cost in batches:
+        for name, parts in values.items():
+            results.values.setdefault(name, []).extend(parts)
+        cost.forward_images += batch_cost.forward_images
+        cost.backward_images += batch_cost.backward_images
+        cost.seconds += batch_cost.seconds
     return _summarize(results, pairs, settings, cost)
 
 

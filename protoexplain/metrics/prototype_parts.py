@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from protoexplain.distributed import map_batches
 from protoexplain.metrics.pairs import EvaluationPairs
 from protoexplain.metrics.relevance import fill_pixels
 from protoexplain.metrics.scores import PairScores, fill_values
@@ -126,23 +126,26 @@ def score_pair_parts(model: nn.Module, pairs: EvaluationPairs, *,
                      device: torch.device | str = "cpu", progress: bool = True
                      ) -> tuple[Tensor, Tensor]:
     """Every pair's score for every part, in pair order: (scores float (M, N), visible bool
-    (M, N)), on the CPU; options as :func:`pair_part_scores`."""
+    (M, N)), on the CPU; options as :func:`pair_part_scores`. Under torch.distributed the
+    batches are shared among the processes and every process gets all scores."""
     if "part_masks" not in pairs.ground_truth:
         raise ValueError("the prototype's part needs part masks, which the data set lacks")
     device = torch.device(device)
     model.eval()
     part_masks = pairs.ground_truth["part_masks"]
-    all_scores, all_visible = [], []
-    starts = range(0, len(pairs), batch_size)
-    for start in tqdm(starts, desc=f"prototype parts ({definition})", disable=not progress):
+
+    def score_batch(batch: int) -> tuple[Tensor, Tensor]:
+        start = batch * batch_size
         rows = pairs.rows[start:start + batch_size]
         masks = part_masks[rows].to(device)
-        all_scores.append(pair_part_scores(
-            model, pairs.images[rows].to(device),
-            pairs.prototypes[start:start + batch_size].to(device), masks,
-            definition=definition, score=score, fill=fill).cpu())
-        all_visible.append(masks.flatten(2).any(dim=2).cpu())
-    return torch.cat(all_scores), torch.cat(all_visible)
+        return (pair_part_scores(model, pairs.images[rows].to(device),
+                                 pairs.prototypes[start:start + batch_size].to(device), masks,
+                                 definition=definition, score=score, fill=fill).cpu(),
+                masks.flatten(2).any(dim=2).cpu())
+
+    found = map_batches(-(-len(pairs) // batch_size), score_batch,
+                        desc=f"prototype parts ({definition})", progress=progress)
+    return torch.cat([s for s, _ in found]), torch.cat([v for _, v in found])
 
 
 def find_prototype_parts(model: nn.Module, pairs: EvaluationPairs, **options: Any) -> Tensor:

@@ -26,6 +26,8 @@ import functools
 import math
 import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from hdm.hooks import evaluation_mode
+from protoexplain import distributed
 from protoexplain.benchmark import load_benchmark
 from protoexplain.data.labels import class_names_of, is_multi_label
 from protoexplain.factory import build_dataset, make_loader
@@ -140,30 +143,54 @@ class Localizer:
             desc: str) -> Iterator[tuple[tuple[int, int], dict[str, Any], dict[str, tuple]]]:
         """For each (image, prototype) pair, ``load(image)`` giving the data set item: yields
         ((image, prototype), item, {method: (map (H, W) on the CPU, box [y0, y1, x0, x1])}),
-        in the order of the images."""
+        in the order of the images.
+
+        Under torch.distributed every process must make the same calls: each localizes
+        its share of the batches (:func:`protoexplain.distributed.map_batches`, one batch
+        per process at a time, so that only that many batches of maps are held), and every
+        process gets all results."""
         ordered = sorted(dict.fromkeys(pairs))
-        starts = range(0, len(ordered), self.batch_size)
-        for start in tqdm(starts, desc=desc, disable=not self.progress or not ordered):
-            chunk = ordered[start:start + self.batch_size]
-            unique = list(dict.fromkeys(image for image, _ in chunk))
-            items = {image: load(image) for image in unique}
-            stacked = torch.stack([items[image]["image"] for image in unique]).to(self.device)
-            rows = torch.tensor([unique.index(image) for image, _ in chunk], device=self.device)
-            ids = torch.tensor([prototype for _, prototype in chunk], device=self.device)
-            found = {}
-            for name, options in self.methods.items():
-                started = time.perf_counter()
-                if name == "upsample":
-                    result = self._upsample(stacked, rows, ids, options)
-                else:
-                    result = localize(self.model, stacked[rows], ids, method=name, **options)
-                found[name] = (result.maps.detach().float().cpu(), result.boxes.cpu())
-                self.seconds[name] += time.perf_counter() - started
-                self.pairs[name] += len(chunk)
-            for j, (image, prototype) in enumerate(chunk):
-                yield (image, prototype), items[image], {
-                    name: (maps[j], [int(v) for v in boxes[j].tolist()])
-                    for name, (maps, boxes) in found.items()}
+        chunks = [ordered[start:start + self.batch_size]
+                  for start in range(0, len(ordered), self.batch_size)]
+        window = distributed.world_size()
+        bar = tqdm(total=len(chunks), desc=desc,
+                   disable=not self.progress or not ordered or not distributed.is_main_process())
+        for first in range(0, len(chunks), window):
+            group = chunks[first:first + window]
+            loaded = [{image: load(image) for image in dict.fromkeys(i for i, _ in chunk)}
+                      for chunk in group]
+            done = distributed.map_batches(
+                len(group), lambda b, group=group, loaded=loaded: self._localize(group[b],
+                                                                                  loaded[b]))
+            for chunk, items, (found, seconds) in zip(group, loaded, done, strict=True):
+                for name in self.methods:
+                    self.seconds[name] += seconds[name]
+                    self.pairs[name] += len(chunk)
+                for j, (image, prototype) in enumerate(chunk):
+                    yield (image, prototype), items[image], {
+                        name: (maps[j], [int(v) for v in boxes[j].tolist()])
+                        for name, (maps, boxes) in found.items()}
+            bar.update(len(group))
+        bar.close()
+
+    def _localize(self, chunk: list[tuple[int, int]], items: dict[int, dict[str, Any]]
+                  ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, float]]:
+        """Every method's maps (on the CPU) and boxes of one batch of pairs (``items``: the
+        data set item of each of its images), and the seconds each method took."""
+        unique = list(items)
+        stacked = torch.stack([items[image]["image"] for image in unique]).to(self.device)
+        rows = torch.tensor([unique.index(image) for image, _ in chunk], device=self.device)
+        ids = torch.tensor([prototype for _, prototype in chunk], device=self.device)
+        found, seconds = {}, {}
+        for name, options in self.methods.items():
+            started = time.perf_counter()
+            if name == "upsample":
+                result = self._upsample(stacked, rows, ids, options)
+            else:
+                result = localize(self.model, stacked[rows], ids, method=name, **options)
+            found[name] = (result.maps.detach().float().cpu(), result.boxes.cpu())
+            seconds[name] = time.perf_counter() - started
+        return found, seconds
 
     @torch.no_grad()
     def _upsample(self, images: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor,
@@ -559,21 +586,27 @@ def write_report(run: LoadedRun, out: str | Path | None = None, *,
         nearest: nearest training patches shown per prototype.
         progress: show progress bars.
 
+    Under torchrun every process calls this: the localizations are shared among them
+    (:class:`Localizer`) and rank 0 alone writes the site.
+
     Returns:
         A :class:`ReportSummary` (``path`` is ``index.html``).
     """
     started = time.perf_counter()
     out = Path(out) if out is not None else run.path / REPORT_DIR
-    staging = staging_folder(out)
+    main = distributed.is_main_process()
+    # under torchrun the other processes share the localization and discard their pages
+    staging = staging_folder(out) if main else Path(tempfile.mkdtemp(prefix="report-"))
     try:
         writer = SiteWriter(staging)
         report = _Report(run, writer, report_methods(run, methods), top_k=top_k,
-                         nearest=nearest, progress=progress)
+                         nearest=nearest, progress=progress and main)
         summary = _write(report, run, test_images)
-        publish(staging, out)
+        if main:
+            publish(staging, out)
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
-        import shutil
-
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ReportSummary(path=out / "index.html", prototypes=len(run.records),
