@@ -53,10 +53,13 @@ CUB_TEST_IMAGES = 5794
 
 def cub_model(backbone: str, classes: int, prototypes_per_class: int, image_size: int,
               device: torch.device) -> torch.nn.Module:
-    """The CUB recipe's ProtoPNet with random weights."""
+    """The CUB recipe's ProtoPNet with random weights (``configs/cub_protopnet_vgg19.yaml`` for
+    vgg19, else ``cub_protopnet_resnet34.yaml`` with its trunk set to ``backbone``)."""
     torch.manual_seed(0)
-    config = load_config(f"cub_protopnet_{backbone}", [
-        "model.pretrained=null", f"model.prototypes_per_class={prototypes_per_class}"])
+    recipe = "cub_protopnet_vgg19" if backbone == "vgg19" else "cub_protopnet_resnet34"
+    config = load_config(recipe, [
+        f"model.backbone={backbone}", "model.pretrained=null",
+        f"model.prototypes_per_class={prototypes_per_class}"])
     return build_model(config, classes, image_size, load_pretrained=False).to(device).eval()
 
 
@@ -174,7 +177,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--backbone", default="resnet34", choices=["resnet34", "vgg19"])
+    parser.add_argument("--backbone", default="resnet34",
+                        help="resnet34 or vgg19 (the CUB recipes; any backbone name of "
+                        "prototypes.backbones works)")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--classes", type=int, default=200)
     parser.add_argument("--prototypes-per-class", type=int, default=10)

@@ -305,7 +305,7 @@ def peer_comparisons(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return comparisons
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -338,7 +338,7 @@ def main() -> None:
         "--out", type=Path,
         help="JSON to write (default: benchmarks/results/hdm_speed_<device>.json)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
     tuned = bool(tune_malloc()) if args.malloc_tuning == "on" else False
     missing = missing_peers()
@@ -395,6 +395,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}")
+    return record
 
 
 if __name__ == "__main__":

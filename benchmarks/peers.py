@@ -23,16 +23,18 @@ from torch import Tensor, nn
 
 from hdm.hooks import explaining
 
-PEER_PACKAGES = {"TorchRay EP": "torchray", "pytorch-grad-cam": "pytorch_grad_cam"}
-"""Each peer's row name and the module it needs."""
+PEER_PACKAGES = {
+    "TorchRay EP": ("torchray", "pip install torchray"),
+    "pytorch-grad-cam": ("pytorch_grad_cam", "pip install grad-cam"),
+}
+"""Each peer's row name -> the module it needs and the command that installs it."""
 
 
 def missing_peers() -> dict[str, str]:
     """Peers whose package is not installed: row name -> the pip command that installs it."""
-    pip = {"torchray": "pip install torchray", "pytorch_grad_cam": "pip install grad-cam"}
     return {
-        name: pip[module]
-        for name, module in PEER_PACKAGES.items()
+        name: install
+        for name, (module, install) in PEER_PACKAGES.items()
         if importlib.util.find_spec(module) is None
     }
 
