@@ -5,7 +5,8 @@ It explains one batch with MDM or HDM (the speed benchmark's models, random weig
 ``self_device_time_total`` on a GPU), so the engine's own work (mask upsampling, the blend, the
 losses, the optimiser) shows beside the model's convolutions. It also counts the
 device-to-host copies (``aten::_local_scalar_dense``, what ``.item()`` and ``bool(tensor)``
-run), the host synchronisations inside the optimisation loop. Prints the table and writes
+run), the host synchronisations, and the ``aten`` operator calls, each a kernel launch or more
+on a GPU, where launching costs more than small operators run. Prints the table and writes
 ``benchmarks/results/hdm_profile_<method>_<model>_<device>.json`` (and, with ``--trace``, a
 Chrome trace that chrome://tracing or https://ui.perfetto.dev opens).
 
@@ -57,7 +58,11 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(args.batch, 3, args.size, args.size, generator=generator).to(device)
     targets = torch.randint(0, 10, (args.batch,), generator=generator).to(device)
-    options = {"mixed_precision": args.mixed_precision, "compile": args.compile}
+    options = {
+        key: True
+        for key, chosen in (("mixed_precision", args.mixed_precision), ("compile", args.compile))
+        if chosen
+    }
     method = explainer(args.method, model, args.steps, options)
     method(images, targets)  # warm-up: kernel selection, compilation
     synchronize(device)
@@ -85,7 +90,9 @@ def main() -> None:
     )
     total = sum(event["self_us"] for event in events)
     syncs = sum(e["calls"] for e in events if e["name"] == "aten::_local_scalar_dense")
+    calls = sum(e["calls"] for e in events if e["name"].startswith("aten::"))
     print(f"host synchronisations (aten::_local_scalar_dense): {syncs}")
+    print(f"aten operator calls: {calls} ({calls / args.steps:.0f} per step)")
     tag = f"{args.method.lower()}_{args.model}_{device.type}"
     if args.mixed_precision:
         tag += "_bf16"
@@ -106,6 +113,7 @@ def main() -> None:
         "time_unit": "microseconds",
         "total_self_us": total,
         "host_synchronisations": syncs,
+        "aten_operator_calls": calls,
         "operators": events[: args.rows * 2],
     }
     out.write_text(json.dumps(record, indent=2) + "\n")

@@ -305,6 +305,36 @@ def peer_comparisons(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return comparisons
 
 
+def speed_record(
+    args: argparse.Namespace,
+    device: torch.device,
+    tuned: bool,
+    missing: dict[str, str],
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The JSON record of a run: command, machine, rows and the peer comparisons."""
+    return {
+        "command": "OMP_NUM_THREADS=1 python benchmarks/hdm_speed.py "
+        + " ".join(
+            f"--{key.replace('_', '-')}={value!r}"
+            for key, value in vars(args).items()
+            if value not in (None, False)
+        ),
+        "machine": {
+            "device": str(device),
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "malloc_tuning": tuned,
+        },
+        "torch": torch.__version__,
+        "peers_missing": missing,
+        "results": rows,
+        "peer_comparisons": peer_comparisons(rows),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -351,13 +381,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ms/sample alone | speed-up |"
     )
     print("|" + "---|" * 9)
-    rows = []
+    out = args.out or RESULTS / f"hdm_speed_{device.type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
     for model_name in args.models.split(","):
         rows += measure(
             model_name, args.size, args.batch, args.steps, args.alone, device, selected,
             args.mixed_precision, args.compile,
         )
-    comparisons = peer_comparisons(rows)
+        record = speed_record(args, device, tuned, missing, rows)
+        out.write_text(json.dumps(record, indent=2) + "\n")  # after each model: kept if stopped
+    comparisons = record["peer_comparisons"]
     if comparisons:
         print()
         print("| model | ours | peer | model passes per image (ours / peer) | "
@@ -371,29 +405,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"{c['peer_seconds_per_sample'] * 1e3:.1f} | {c['ours_ratio']:.2f} | "
                 f"{c['peer_ratio']:.2f} | {c['speedup_over_peer']:.1f}x |"
             )
-    record = {
-        "command": "OMP_NUM_THREADS=1 python benchmarks/hdm_speed.py "
-        + " ".join(
-            f"--{key.replace('_', '-')}={value!r}"
-            for key, value in vars(args).items()
-            if value not in (None, False)
-        ),
-        "machine": {
-            "device": str(device),
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            "malloc_tuning": tuned,
-        },
-        "torch": torch.__version__,
-        "peers_missing": missing,
-        "results": rows,
-        "peer_comparisons": comparisons,
-    }
-    out = args.out or RESULTS / f"hdm_speed_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}")
     return record
 
