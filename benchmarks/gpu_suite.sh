@@ -15,16 +15,17 @@
 #     benchmark localization with upsample and HDM (fp32, then HDM with bfloat16), the batch
 #     chosen from free GPU memory, a sample of pairs extrapolated;
 #  3. mixed-precision quality: trains the demo config shortened (or uses GPU_SUITE_RUN, a
-#     trained run directory), then benchmarks/localization_variants.py compares HDM and MDM
+#     trained run directory of configs/synthetic_protopnet.yaml, which saves step 3a), then benchmarks/localization_variants.py compares HDM and MDM
 #     with and without bfloat16 autocast on the same pairs;
 #  4. profiles: benchmarks/hdm_profile.py, MDM on both models (table + Chrome trace);
-#  5. torch.compile: benchmarks/hdm_speed.py rows of MDM with the masked forward compiled.
+#  5. torch.compile: benchmarks/hdm_speed.py rows of MDM with one grid, its masked forward
+#     compiled (the first calls pay the compilation, outside the timing).
 # Everything is written to GPU_SUITE_OUT (default benchmarks/results) with "_cuda" in the
 # names, and the log of the whole run to GPU_SUITE_OUT/gpu_suite_<device>.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-$(command -v python || command -v python3)}
 DEVICE=${GPU_SUITE_DEVICE:-cuda}
 OUT=${GPU_SUITE_OUT:-benchmarks/results}
 QUICK=${GPU_SUITE_QUICK:-0}
@@ -66,7 +67,7 @@ step() {  # step NAME SECONDS COMMAND...: run under a time limit, log, never abo
       --format=csv
 } 2>&1 | tee "$LOG"
 
-step "1 speed and peers" 150 "$PYTHON" benchmarks/hdm_speed.py --device "$DEVICE" \
+step "1 speed and peers" 130 "$PYTHON" benchmarks/hdm_speed.py --device "$DEVICE" \
   --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --alone "$ALONE" --mixed-precision \
   --out "$OUT/hdm_speed_peers_${DEVICE}.json"
 
@@ -77,7 +78,7 @@ step "2b CUB scale, HDM bf16" 60 "$PYTHON" benchmarks/cub_scale.py --device "$DE
 
 RUN=${GPU_SUITE_RUN:-runs/gpu_suite_synthetic_${DEVICE}}
 if [ ! -f "$RUN/metrics.json" ]; then
-  step "3a train the shortened demo config" 100 "$PYTHON" -m protoexplain train \
+  step "3a train the shortened demo config" 90 "$PYTHON" -m protoexplain train \
     synthetic_protopnet --out "$RUN" --set "device=$DEVICE" \
     --set localization.push_method=upsample --set "localization.evaluation_methods=[upsample]" \
     "${TRAIN_SETS[@]}" --no-progress
@@ -94,8 +95,8 @@ for model in small resnet18; do
     --out "$OUT/hdm_profile_mdm_${model}_${DEVICE}.json"
 done
 
-step "5 torch.compile" 60 "$PYTHON" benchmarks/hdm_speed.py --device "$DEVICE" \
-  --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --alone "$ALONE" --compile default \
-  --methods "MDM,MDM 1 grid" --out "$OUT/hdm_speed_compile_${DEVICE}.json"
+step "5 torch.compile" 90 "$PYTHON" benchmarks/hdm_speed.py --device "$DEVICE" \
+  --models small,resnet18 --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --alone 1 \
+  --compile default --methods "MDM 1 grid" --out "$OUT/hdm_speed_compile_${DEVICE}.json"
 
 echo "gpu_suite done in ${SECONDS}s; log: $LOG" | tee -a "$LOG"

@@ -72,7 +72,7 @@ def main() -> None:
     with profile(activities=activities) as profiler:
         method(images, targets)
         synchronize(device)
-    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     averages = profiler.key_averages()
     print(averages.table(sort_by=sort_by, row_limit=args.rows))
     time_key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
