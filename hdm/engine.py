@@ -22,6 +22,13 @@ The loss is a sum of per-(scale, sample) terms and the optimisers act element-wi
 each mask evolves exactly as if it were optimised alone (up to floating-point rounding).
 Gradients are taken with respect to the mask parameters only; the model is expected to
 be frozen (:func:`hdm.hooks.explaining`).
+
+Speed: what a step does beside the model is built once per :meth:`MaskOptimizer.run`
+(the upsampling matrices, ``x - baseline``), and nothing in the loop reads a value back to
+the host (no ``.item()``, no data-dependent branch), so a GPU runs the steps without waiting
+for the host. ``mixed_precision`` runs the model under
+bfloat16 autocast; ``compile`` hands the masked forward (blend and model) to
+:func:`torch.compile` (``benchmarks/hdm_speed.py`` measures both; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -37,14 +44,65 @@ from tqdm.auto import tqdm
 
 from hdm.constraints import Constraint, Sigmoid
 from hdm.fidelity import Fidelity, deletion_loss
-from hdm.maps import resize_maps
+from hdm.maps import resize_maps, resize_matrices
 from hdm.optimizers import make_optimizer
-from hdm.perturbation import blend
+from hdm.perturbation import blend_difference
 from hdm.regularizers import Regularizer
 from hdm.targets import Target, slice_output
 
 GridSize = int | tuple[int, int] | None
 """A mask grid: ``n`` (n x n cells), ``(h, w)``, or ``None`` for the full image resolution."""
+
+AUTOCAST_DEVICES = ("cuda", "cpu")
+"""Devices where ``mixed_precision`` applies bfloat16 autocast (elsewhere it is ignored)."""
+
+COMPILE_SETTINGS: dict[str, dict[str, str]] = {
+    "default": {"mode": "default"},
+    "reduce-overhead": {"mode": "reduce-overhead"},
+    "max-autotune": {"mode": "max-autotune"},
+    "max-autotune-no-cudagraphs": {"mode": "max-autotune-no-cudagraphs"},
+    "cudagraphs": {"backend": "cudagraphs"},
+    "aot_eager": {"backend": "aot_eager"},
+}
+"""What ``compile`` accepts by name, as :func:`torch.compile` keywords (``True``: ``"default"``):
+the inductor modes (generated kernels; ``"reduce-overhead"`` also replays CUDA graphs),
+``"cudagraphs"`` (CUDA graphs of the unchanged kernels, no code generation) and
+``"aot_eager"`` (traces forward and backward, runs them eagerly: a check of the tracing, not
+faster)."""
+
+
+def masked_forward(
+    model: Callable[[Tensor], Any],
+    baseline: Tensor,
+    difference: Tensor,
+    masks: Tensor,
+    autocast_device: str | None,
+) -> Any:
+    """The model's output on the masked images ``baseline + masks * difference``
+    (:func:`hdm.perturbation.blend_difference`; ``masks`` ``(S, B, H, W)``, output rows
+    scale-major), under bfloat16 autocast on ``autocast_device`` when it is not ``None``."""
+    with torch.autocast(
+        device_type=autocast_device or "cpu",
+        dtype=torch.bfloat16,
+        enabled=autocast_device is not None,
+    ):
+        return model(blend_difference(baseline, difference, masks))
+
+
+_COMPILED: dict[str, Callable[..., Any]] = {}
+
+
+def compiled_masked_forward(setting: str) -> Callable[..., Any]:
+    """:func:`masked_forward` compiled with :func:`torch.compile` as ``setting`` of
+    :data:`COMPILE_SETTINGS` says (one compiled function per setting for the process; torch
+    recompiles it per model and input shape)."""
+    if setting not in COMPILE_SETTINGS:
+        raise ValueError(
+            f"compile must be a bool or one of {tuple(COMPILE_SETTINGS)}, got {setting!r}"
+        )
+    if setting not in _COMPILED:
+        _COMPILED[setting] = torch.compile(masked_forward, **COMPILE_SETTINGS[setting])
+    return _COMPILED[setting]
 
 
 def grid_shape(size: GridSize, image_size: tuple[int, int]) -> tuple[int, int]:
@@ -92,8 +150,14 @@ class MaskOptimizer:
         optimizer: ``"adam"``, ``"sgd"``, ``"rmsprop"`` or ``"rmsprop_tf"``.
         lr: learning rate.
         optimizer_options: extra keyword arguments for the optimiser.
-        mixed_precision: run the model under bfloat16 autocast on CUDA (masks, losses and
-            the optimiser stay in the images' dtype); ignored on other devices.
+        mixed_precision: run the model under bfloat16 autocast on CUDA or the CPU
+            (:data:`AUTOCAST_DEVICES`; masks, losses and the optimiser stay in the images'
+            dtype); ignored on other devices. Off by default: not yet validated on a GPU
+            (docs/performance.md, Mixed precision).
+        compile: compile the masked forward (blend and model, :func:`masked_forward`) with
+            :func:`torch.compile`: ``True`` or a name in :data:`COMPILE_SETTINGS`; ``False``
+            (default) runs it eagerly. The first call per model and shape pays the
+            compilation.
     """
 
     grid_sizes: Sequence[GridSize]
@@ -108,6 +172,7 @@ class MaskOptimizer:
     lr: float = 0.1
     optimizer_options: Mapping[str, Any] = field(default_factory=dict)
     mixed_precision: bool = False
+    compile: bool | str = False
 
     def __post_init__(self) -> None:
         if len(self.grid_sizes) == 0:
@@ -116,6 +181,11 @@ class MaskOptimizer:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
         if self.deletion_weight < 0:
             raise ValueError(f"deletion_weight must be >= 0, got {self.deletion_weight}")
+        if isinstance(self.compile, str) and self.compile not in COMPILE_SETTINGS:
+            raise ValueError(
+                f"compile must be a bool or one of {tuple(COMPILE_SETTINGS)}, "
+                f"got {self.compile!r}"
+            )
 
     def run(
         self,
@@ -154,7 +224,21 @@ class MaskOptimizer:
         counts = [batch * h * w for h, w in shapes]
         parameters = self._initial_parameters(images, shapes, counts, init_masks, generator)
         optimizer = make_optimizer(self.optimizer, [parameters], self.lr, self.optimizer_options)
-        use_autocast = self.mixed_precision and images.device.type == "cuda"
+        device_type = images.device.type
+        autocast_device = (
+            device_type if self.mixed_precision and device_type in AUTOCAST_DEVICES else None
+        )
+        model_pass = masked_forward
+        if self.compile:
+            model_pass = compiled_masked_forward(
+                "default" if self.compile is True else str(self.compile)
+            )
+        # Built once: every step reuses them.
+        difference = images - baseline
+        matrices = [
+            resize_matrices((h, w), (height, width), images) if (h, w) != (height, width) else None
+            for h, w in shapes
+        ]
         repeats = len(shapes)
         deleting = self.deletion_weight > 0
         needs_baseline_score = self.fidelity.needs_baseline_score or deleting
@@ -170,13 +254,15 @@ class MaskOptimizer:
                 for p, (h, w) in zip(parameters.split(counts), shapes, strict=True)
             ]
             values = [self.constraint(g) for g in grids]
-            masks = torch.stack([resize_maps(v, (height, width)) for v in values])
+            masks = torch.stack(
+                [
+                    resize_maps(v, (height, width), matrices=m)
+                    for v, m in zip(values, matrices, strict=True)
+                ]
+            )
             effective = transform(masks) if transform is not None else masks
             applied = torch.cat([effective, 1 - effective]) if with_deletion else effective
-            with torch.autocast(
-                device_type=images.device.type, dtype=torch.bfloat16, enabled=use_autocast
-            ):
-                output = model(blend(images, baseline, applied))
+            output = model_pass(model, baseline, difference, applied, autocast_device)
             if not with_deletion:
                 return masks, effective, grids, values, output, None
             rows = 2 * repeats * batch

@@ -108,8 +108,11 @@ class HDM(Explainer):
         area_weight: weight of the mean mask value.
         tv_weight: weight of the total variation of each grid.
         tv_beta: exponent of the total variation.
-        mixed_precision: bfloat16 autocast of the model on CUDA (off by default: not yet
-            validated on a GPU).
+        mixed_precision: bfloat16 autocast of the model on CUDA or the CPU (off by default:
+            not yet validated on a GPU; docs/performance.md).
+        compile: ``torch.compile`` the masked forward (blend and model): ``True`` or a
+            name in :data:`hdm.engine.COMPILE_SETTINGS`; off by default
+            (:class:`hdm.engine.MaskOptimizer`).
         progress: tqdm bars over steps.
     """
 
@@ -143,6 +146,7 @@ class HDM(Explainer):
         tv_weight: float = 0.0,
         tv_beta: float = 1.0,
         mixed_precision: bool = False,
+        compile: bool | str = False,
         progress: bool = False,
     ) -> None:
         super().__init__(model, progress=progress)
@@ -170,6 +174,7 @@ class HDM(Explainer):
             tv_weight=tv_weight,
             tv_beta=tv_beta,
             mixed_precision=mixed_precision,
+            compile=compile,
         )
         self.auxiliary = dataclasses.replace(
             self.benchmark, grid_sizes=tuple(auxiliary_sizes), steps=auxiliary_steps

@@ -37,17 +37,34 @@ def interpolation_matrix(size_in: int, size_out: int, like: Tensor) -> Tensor:
     return matrix.to(like.dtype)
 
 
-def resize_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
+def resize_matrices(
+    size_in: tuple[int, int], size_out: tuple[int, int], like: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The row and column weights ``(R, C)`` of :func:`resize_maps` from ``size_in`` to
+    ``size_out`` (``R``: ``(H_out, h_in)``, ``C``: ``(W_out, w_in)``), in ``like``'s dtype
+    and device; built once, they serve every resize of the same sizes."""
+    return (
+        interpolation_matrix(size_in[0], size_out[0], like),
+        interpolation_matrix(size_in[1], size_out[1], like),
+    )
+
+
+def resize_maps(
+    maps: Tensor, size: tuple[int, int], *, matrices: tuple[Tensor, Tensor] | None = None
+) -> Tensor:
     """Bilinear resize of ``(..., h, w)`` maps to ``(..., *size)`` (``align_corners=False``).
 
     Computed as ``R @ maps @ C^T`` with :func:`interpolation_matrix` weights: the same
     values as ``F.interpolate(mode="bilinear")`` (no antialiasing), with a forward and
-    backward pass several times faster on CPUs (two small matrix products).
+    backward pass several times faster on CPUs (two small matrix products). ``matrices``:
+    ``(R, C)`` from :func:`resize_matrices`, to skip building them (e.g. once per
+    optimisation instead of once per step).
     """
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
-    rows = interpolation_matrix(maps.shape[-2], size[0], maps)
-    columns = interpolation_matrix(maps.shape[-1], size[1], maps)
+    rows, columns = (
+        matrices if matrices is not None else resize_matrices(maps.shape[-2:], size, maps)
+    )
     return rows @ maps @ columns.T
 
 

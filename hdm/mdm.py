@@ -57,6 +57,7 @@ def consistency_optimizer(
     tv_beta: float,
     mixed_precision: bool,
     deletion_weight: float = 0.0,
+    compile: bool | str = False,
 ) -> MaskOptimizer:
     """The engine set up for MDM's objective: keep the score, small (and smooth) masks.
 
@@ -78,6 +79,7 @@ def consistency_optimizer(
         optimizer=optimizer,
         lr=lr,
         mixed_precision=mixed_precision,
+        compile=compile,
     )
 
 
@@ -107,8 +109,11 @@ class MDM(Explainer):
         tv_weight: weight of the total variation of each grid.
         tv_beta: exponent of the total variation.
         stacking: ``"mean"`` or ``"product"`` (geometric mean) over scales.
-        mixed_precision: bfloat16 autocast of the model on CUDA (off by default: not yet
-            validated on a GPU).
+        mixed_precision: bfloat16 autocast of the model on CUDA or the CPU (off by default:
+            not yet validated on a GPU; docs/performance.md).
+        compile: ``torch.compile`` the masked forward (blend and model): ``True`` or a
+            name in :data:`hdm.engine.COMPILE_SETTINGS`; off by default
+            (:class:`hdm.engine.MaskOptimizer`).
         progress: tqdm bar over steps.
     """
 
@@ -134,6 +139,7 @@ class MDM(Explainer):
         tv_beta: float = 1.0,
         stacking: str = "product",
         mixed_precision: bool = False,
+        compile: bool | str = False,
         progress: bool = False,
     ) -> None:
         super().__init__(model, progress=progress)
@@ -157,6 +163,7 @@ class MDM(Explainer):
             tv_weight=tv_weight,
             tv_beta=tv_beta,
             mixed_precision=mixed_precision,
+            compile=compile,
         )
         self.baseline = baseline
         self.blur_sigma = blur_sigma

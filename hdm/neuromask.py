@@ -58,8 +58,11 @@ class NeuroMask(Explainer):
         fidelity_normalization: the unit of the non-cross-entropy kinds (``"none"``,
             ``"reference"``, ``"evidence"``; see :class:`hdm.fidelity.Fidelity`).
         seed: seed of the random initial mask (shared by all samples of a batch).
-        mixed_precision: bfloat16 autocast of the model on CUDA (off by default: not yet
-            validated on a GPU).
+        mixed_precision: bfloat16 autocast of the model on CUDA or the CPU (off by default:
+            not yet validated on a GPU; docs/performance.md).
+        compile: ``torch.compile`` the masked forward (blend and model): ``True`` or a
+            name in :data:`hdm.engine.COMPILE_SETTINGS`; off by default
+            (:class:`hdm.engine.MaskOptimizer`).
         progress: tqdm bar over steps.
     """
 
@@ -80,6 +83,7 @@ class NeuroMask(Explainer):
         fidelity_normalization: str = "none",
         seed: int | None = 0,
         mixed_precision: bool = False,
+        compile: bool | str = False,
         progress: bool = False,
     ) -> None:
         super().__init__(model, progress=progress)
@@ -100,6 +104,7 @@ class NeuroMask(Explainer):
             optimizer=optimizer,
             lr=lr,
             mixed_precision=mixed_precision,
+            compile=compile,
         )
         self.baseline = baseline
         self.blur_sigma = blur_sigma

@@ -76,13 +76,6 @@ def test_model_state_is_restored_when_explaining_fails(small_cnn, images):
     assert all(p.requires_grad for p in small_cnn.parameters())
 
 
-def test_mixed_precision_flag_is_ignored_off_cuda(small_cnn, images):
-    targets = torch.tensor([0, 1, 2])
-    plain = hdm.MDM(small_cnn, steps=5)(images, targets)
-    flagged = hdm.MDM(small_cnn, steps=5, mixed_precision=True)(images, targets)
-    assert torch.equal(plain, flagged)
-
-
 def test_methods_are_registered_by_name():
     assert hdm.METHODS == {
         "mdm": hdm.MDM,
