@@ -3,12 +3,12 @@ trained run and score each, with reference methods, on the same pairs.
 
     python benchmarks/amortized_masks.py runs/seeds/synthetic_protopnet_seed0 \
         --variants similarity: vector:predictor.conditioning=vector \
-                   both:predictor.conditioning=both \
+                   "rare:training.rare_classes=[6, 7];training.rare_share=0.1" \
                    hdm_supervision:training.supervision_pairs=64 \
         --set training.steps=300 --references upsample,hdm --images-per-prototype 2 \
         --out benchmarks/results/amortized_design_synthetic_cpu_seed0
 
-A variant is ``NAME:KEY=VALUE,KEY=VALUE`` (``protoexplain train-masker`` settings, over
+A variant is ``NAME:KEY=VALUE;KEY=VALUE`` (``protoexplain train-masker`` settings, over
 ``--set``). Each is trained in memory (the run directory is not written) and scored as the
 method ``amortized`` by :func:`protoexplain.benchmark.run_benchmark` on the pairs the
 references are scored on; its row gets the training cost and the break-even number of pairs
@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="a trained ProtoPNet run directory")
     parser.add_argument("--variants", nargs="+", required=True, metavar="NAME:SETTINGS",
-                        help="NAME:KEY=VALUE,KEY=VALUE (train-masker settings)")
+                        help="NAME:KEY=VALUE;KEY=VALUE (train-masker settings)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="train-masker settings of every variant")
     parser.add_argument("--references", default="upsample,hdm",
@@ -71,8 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def parse_variant(text: str) -> tuple[str, list[str]]:
     name, _, settings = text.partition(":")
     if not name:
-        raise SystemExit(f"error: variant {text!r} needs a name: NAME:KEY=VALUE,...")
-    return name, [item for item in settings.split(",") if item]
+        raise SystemExit(f"error: variant {text!r} needs a name: NAME:KEY=VALUE;...")
+    return name, [item.strip() for item in settings.split(";") if item.strip()]
 
 
 def subsets(model: torch.nn.Module, classes: list[int] | None) -> dict[str, list[int] | None]:

@@ -91,7 +91,7 @@ class MaskerTrainingConfig:
         checkpoint_every: steps between saves (and at the end).
     """
 
-    steps: int = 600
+    steps: int = 150
     images_per_step: int = 16
     prototypes_per_image: int = 2
     lr: float = 2e-3

@@ -134,3 +134,33 @@ def test_trained_predictor_finds_the_square_that_upsampling_misses():
 def test_bad_training_settings_are_refused_by_name(options, message):
     with pytest.raises(ValueError, match=message):
         MaskerTrainingConfig(**options)
+
+
+def test_hdm_supervision_localizes_its_pairs_once_and_keeps_them_for_a_resume(monkeypatch):
+    import prototypes.localization as localization
+    from prototypes.localization.result import Localization
+
+    calls = []
+
+    def fake_hdm(model, images, prototype_ids, method):
+        calls.append((method, len(prototype_ids)))
+        maps = torch.zeros(len(images), 32, 32)
+        maps[:, :16] = 1.0
+        return Localization(maps=maps, boxes=torch.zeros(len(images), 4, dtype=torch.long))
+
+    monkeypatch.setattr(localization, "localize", fake_hdm)
+    model = colour_model(shift=1).eval()
+    data = Squares(16, seed=2)
+    predictor = MaskPredictor(model, MaskPredictorConfig(channels=4))
+    config = MaskerTrainingConfig(steps=2, images_per_step=4, prototypes_per_image=1,
+                                  supervision_pairs=5, supervision_batch=3)
+    state = train_mask_predictor(model, data, predictor, config, progress=False)
+    assert calls == [("hdm", 5)]
+    supervised = state.supervision
+    assert supervised["maps"].shape == (5, 32, 32)
+    labels = torch.tensor([data[int(i)]["label"] for i in supervised["indices"]])
+    assert torch.equal(model.prototype_classes[supervised["prototype_ids"]], labels)
+    assert state.record["losses"][-1]["supervision"] > 0
+    longer = MaskerTrainingConfig(**{**config.__dict__, "steps": 3})
+    train_mask_predictor(model, data, predictor, longer, state=state, progress=False)
+    assert calls == [("hdm", 5)]  # the resumed training reuses the stored maps
