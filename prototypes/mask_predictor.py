@@ -197,7 +197,8 @@ class MaskPredictor(nn.Module):
 
     def logits(self, model: PrototypeNetwork, found: PairFeatures) -> Tensor:
         """``(N, h, w)`` mask logits on the finest level's grid."""
-        vectors = model.prototype_vectors.flatten(1)[found.prototype_ids].to(found.similarity)
+        vectors = model.prototype_vectors.detach().flatten(1)[found.prototype_ids].to(
+            found.similarity)  # the model stays frozen: no gradient reaches its prototypes
         if self.uses_similarity:
             similarity = found.similarity
             low = similarity.amin(dim=(1, 2), keepdim=True)

@@ -164,3 +164,17 @@ def test_hdm_supervision_localizes_its_pairs_once_and_keeps_them_for_a_resume(mo
     longer = MaskerTrainingConfig(**{**config.__dict__, "steps": 3})
     train_mask_predictor(model, data, predictor, longer, state=state, progress=False)
     assert calls == [("hdm", 5)]  # the resumed training reuses the stored maps
+
+
+def test_training_leaves_the_model_unchanged_and_without_gradients():
+    torch.manual_seed(0)
+    model = make_model(num_classes=2, image_size=32).train()
+    state = {name: value.clone() for name, value in model.state_dict().items()}
+    predictor = MaskPredictor(model, MaskPredictorConfig(conditioning="both", channels=4))
+    config = MaskerTrainingConfig(steps=2, images_per_step=4, prototypes_per_image=2)
+    train_mask_predictor(model, Squares(8, seed=3), predictor, config, progress=False)
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, state[name]), name
+    assert any(p.grad is not None for p in predictor.parameters())
