@@ -25,6 +25,7 @@ Prints a Markdown table and writes ``OUT.json`` and ``OUT.md``.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -54,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="a trained ProtoPNet run directory")
-    parser.add_argument("--variants", nargs="+", required=True, metavar="NAME:SETTINGS",
+    parser.add_argument("--variants", nargs="+", default=[], metavar="NAME:SETTINGS",
                         help="NAME:KEY=VALUE;KEY=VALUE (train-masker settings)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="train-masker settings of every variant")
@@ -64,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split-classes", type=int, nargs="+", default=None, metavar="C",
                         help="score the prototypes of these classes and the others apart")
     parser.add_argument("--out", type=Path, required=True, help="output path, no extension")
+    parser.add_argument("--from-json", action="store_true",
+                        help="rewrite OUT.md from OUT.json (with the rows of all prototypes "
+                             "combined from a --split-classes study) instead of running")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -91,6 +95,32 @@ def share_of_hdm(row: dict[str, float], hdm: dict[str, float]) -> dict[str, floa
             if metric in row and metric in hdm and hdm[metric] > 0}
 
 
+PER_PAIR = ("relevance", "energy_object", "fidelity", "pointing_object", "seconds_per_pair",
+            "forward_passes_per_pair")
+"""Means over pairs, which two disjoint subsets of prototypes combine weighted by pairs."""
+
+
+def combine_subsets(results: dict[str, dict[str, dict[str, float]]]
+                    ) -> dict[str, dict[str, float]]:
+    """The rows of all prototypes from the ``rare`` and ``common`` subsets' rows: means over
+    pairs weighted by the subsets' pairs, consistency (a share of prototypes) by their
+    prototypes; training costs as they are. Shares of HDM are computed anew."""
+    rare, common = results["rare"], results["common"]
+    combined: dict[str, dict[str, float]] = {}
+    for method in rare:
+        a, b = rare[method], common[method]
+        row = {"pairs": a["pairs"] + b["pairs"], "prototypes": a["prototypes"] + b["prototypes"]}
+        for metric in PER_PAIR:
+            row[metric] = (a[metric] * a["pairs"] + b[metric] * b["pairs"]) / row["pairs"]
+        row["consistency"] = ((a["consistency"] * a["prototypes"]
+                               + b["consistency"] * b["prototypes"]) / row["prototypes"])
+        row.update({key: value for key, value in a.items() if key.startswith("masker_")})
+        combined[method] = row
+    for row in combined.values():
+        row.update(share_of_hdm(row, combined["hdm"]))
+    return combined
+
+
 def finite(value):
     """NaN and infinities as JSON null (a method that saves nothing has no break-even)."""
     if isinstance(value, dict):
@@ -115,8 +145,27 @@ def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def _header(run_dir: Path, images_per_prototype: int | None, environment: str) -> str:
+    return (f"Amortized mask predictor variants on {run_dir} ({images_per_prototype} test "
+            f"images per prototype; {environment})\n\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.out.with_suffix(".json").read_text())
+        results = {group: {method: {k: math.nan if v is None else v for k, v in row.items()}
+                           for method, row in rows.items()}
+                   for group, rows in saved["results"].items() if group != "all"}
+        if set(results) == {"rare", "common"}:
+            results = {"all": combine_subsets(results), **results}
+        saved["results"] = results
+        publish_report(args.out, _header(args.run_dir, saved["images_per_prototype"],
+                                         saved.get("environment", "")) + table(results),
+                       finite(saved))
+        return 0
+    if not args.variants:
+        raise SystemExit("error: give --variants NAME:SETTINGS ..., or --from-json")
     tune_malloc()
     progress = not args.no_progress
     run = load_run(args.run_dir)
@@ -169,12 +218,12 @@ def main(argv: list[str] | None = None) -> int:
             for method, row in rows.items():
                 if method in references:
                     row.update(share_of_hdm(row, rows["hdm"]))
-    text = (f"Amortized mask predictor variants on {args.run_dir} "
-            f"({args.images_per_prototype} test images per prototype; torch "
-            f"{torch.__version__}, {torch.get_num_threads()} threads)\n\n" + table(results))
+    environment = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    text = _header(args.run_dir, args.images_per_prototype, environment) + table(results)
     publish_report(args.out, text, finite({"run": str(args.run_dir), "variants": trained,
                                            "images_per_prototype": args.images_per_prototype,
                                            "split_classes": args.split_classes,
+                                           "environment": environment,
                                            "results": results}))
     return 0
 

@@ -96,9 +96,7 @@ def trunk_levels(model: PrototypeNetwork, levels: int) -> tuple[list[int], list[
             sides.append(tuple(x.shape[-2:]))
             widths.append(int(x.shape[1]))
     last_of_side = {side: index for index, side in enumerate(sides)}  # the last child wins
-    chosen = sorted(last_of_side.values())[-levels:]
-    if chosen[-1] != len(trunk) - 1:  # the trunk's output always is the coarsest level
-        chosen = [*chosen[1:], len(trunk) - 1]
+    chosen = sorted(last_of_side.values())[-levels:]  # holds the trunk's output, the last
     chosen = sorted(chosen, key=lambda i: sides[i][0] * sides[i][1])  # coarsest first
     return chosen, [widths[i] for i in chosen]
 

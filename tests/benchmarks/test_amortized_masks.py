@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from amortized_masks import finite, parse_variant, share_of_hdm, subsets, table  # noqa: E402
+from amortized_masks import (  # noqa: E402
+    combine_subsets,
+    finite,
+    parse_variant,
+    share_of_hdm,
+    subsets,
+    table,
+)
 
 from tests.prototypes.tiny_protopnet import make_model  # noqa: E402
 
@@ -40,3 +47,23 @@ def test_table_lists_each_subset_and_json_gets_null_for_nan():
     text = table(results)
     assert "prototypes: all" in text and "| amortized[a] | 0.25 | nan |" in text
     assert finite(results)["all"]["amortized[a]"]["break_even_pairs"] is None
+
+
+def _row(value: float, pairs: int, prototypes: int) -> dict:
+    return {"pairs": pairs, "prototypes": prototypes, "consistency": value,
+            **{metric: value for metric in ("relevance", "energy_object", "fidelity",
+                                            "pointing_object", "seconds_per_pair",
+                                            "forward_passes_per_pair")}}
+
+
+def test_rare_and_common_rows_combine_by_pairs_and_consistency_by_prototypes():
+    results = {"rare": {"hdm": _row(1.0, 20, 10), "amortized[a]": _row(0.5, 20, 10)},
+               "common": {"hdm": _row(0.5, 60, 30), "amortized[a]": _row(0.25, 60, 30)}}
+    results["rare"]["amortized[a]"]["masker_training_seconds"] = 9.0
+    combined = combine_subsets(results)
+    assert combined["hdm"]["pairs"] == 80 and combined["hdm"]["prototypes"] == 40
+    assert combined["hdm"]["relevance"] == pytest.approx((20 * 1.0 + 60 * 0.5) / 80)
+    assert combined["hdm"]["consistency"] == pytest.approx((10 * 1.0 + 30 * 0.5) / 40)
+    assert combined["amortized[a]"]["relevance_of_hdm"] == pytest.approx(
+        ((20 * 0.5 + 60 * 0.25) / 80) / ((20 * 1.0 + 60 * 0.5) / 80))
+    assert combined["amortized[a]"]["masker_training_seconds"] == 9.0
