@@ -26,7 +26,7 @@ from protoexplain.metrics.localization import LocalizationSettings
 from protoexplain.projection import localize_records, projection_json
 from protoexplain.report import write_prototype_pictures, write_report
 from protoexplain.run_dir import LoadedRun, load_run
-from protoexplain.train_masker import AMORTIZED, add_training_cost, load_masker
+from protoexplain.train_masker import AMORTIZED, add_training_cost, attach_masker, load_masker
 from protoexplain.training_run import train
 
 log = logging.getLogger("protoexplain")
@@ -39,8 +39,8 @@ def method_options(config: Config, names: list[str], run: LoadedRun | None = Non
     train-masker`` when it has none)."""
     options = config.localization.method_options
     chosen = {name: dict(options.get(name, {})) for name in dict.fromkeys(names)}
-    if AMORTIZED in chosen and run is not None:
-        chosen[AMORTIZED]["masker"] = load_masker(run.path, run.model, run.device)[0]
+    if run is not None:
+        attach_masker(chosen, run)
     return chosen
 
 

@@ -45,8 +45,8 @@ from prototypes.mask_predictor_training import (
 
 log = logging.getLogger("protoexplain")
 
-__all__ = ["MASKER_NAME", "MaskerConfig", "add_training_cost", "load_masker", "masker_config",
-           "train_masker"]
+__all__ = ["MASKER_NAME", "MaskerConfig", "add_training_cost", "attach_masker", "load_masker",
+           "masker_config", "train_masker"]
 
 MASKER_NAME = "masker.pt"
 """The predictor's file inside a run directory."""
@@ -132,6 +132,13 @@ def load_masker(run_dir: str | Path, model: torch.nn.Module, device: torch.devic
                           f"{type(model).__name__}")
     predictor = _predictor(model, saved, path).to(device).eval()
     return predictor, saved["record"]
+
+
+def attach_masker(options: dict[str, dict[str, Any]], run: LoadedRun) -> None:
+    """Give the ``amortized`` entry of ``options`` (method -> options) the run's trained
+    predictor, when the entry is there and names none."""
+    if AMORTIZED in options and "masker" not in options[AMORTIZED]:
+        options[AMORTIZED]["masker"] = load_masker(run.path, run.model, run.device)[0]
 
 
 def _resume_config(saved: dict[str, Any], overrides: list[str], path: Path) -> MaskerConfig:

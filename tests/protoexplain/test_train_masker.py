@@ -127,3 +127,16 @@ def test_break_even_is_training_cost_over_saving_per_pair():
               "hdm": results["hdm"]}
     add_training_cost(slower, {"seconds": 1.0, "forward_images": 1, "backward_images": 1})
     assert math.isnan(slower["amortized"]["break_even_pairs"])
+
+
+def test_every_command_that_localizes_gets_the_runs_masker_for_amortized(run_dir):
+    from protoexplain.pipeline import method_options
+    from protoexplain.report.build import report_methods
+    from prototypes.mask_predictor import MaskPredictor
+
+    assert main(["train-masker", str(run_dir), *STEPS, "--no-progress"]) == 0
+    run = load_run(run_dir)
+    for options in (method_options(run.config, ["upsample", "amortized"], run),
+                    report_methods(run, ["upsample", "amortized"])):
+        assert isinstance(options["amortized"]["masker"], MaskPredictor)
+        assert options["upsample"] == {}
