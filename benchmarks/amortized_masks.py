@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--references", default="upsample,hdm",
                         help="comma-separated methods scored beside the variants")
     add_images_per_prototype(parser, default=2)
+    parser.add_argument("--reference-json", type=Path, default=None, metavar="OUT.json",
+                        help="take the reference rows from this saved study of the same run "
+                             "and settings instead of scoring --references again")
     parser.add_argument("--split-classes", type=int, nargs="+", default=None, metavar="C",
                         help="score the prototypes of these classes and the others apart")
     parser.add_argument("--out", type=Path, required=True, help="output path, no extension")
@@ -96,7 +99,7 @@ def share_of_hdm(row: dict[str, float], hdm: dict[str, float]) -> dict[str, floa
 
 
 PER_PAIR = ("relevance", "energy_object", "fidelity", "pointing_object", "seconds_per_pair",
-            "forward_passes_per_pair")
+            "forward_passes_per_pair", "backward_passes_per_pair")
 """Means over pairs, which two disjoint subsets of prototypes combine weighted by pairs."""
 
 
@@ -116,8 +119,13 @@ def combine_subsets(results: dict[str, dict[str, dict[str, float]]]
                                + b["consistency"] * b["prototypes"]) / row["prototypes"])
         row.update({key: value for key, value in a.items() if key.startswith("masker_")})
         combined[method] = row
-    for row in combined.values():
+    for method, row in combined.items():
         row.update(share_of_hdm(row, combined["hdm"]))
+        if method.startswith("amortized["):
+            record = {"seconds": row["masker_training_seconds"],
+                      "forward_images": row["masker_training_passes"], "backward_images": 0}
+            both = {"amortized": row, "hdm": combined["hdm"]}
+            add_training_cost(both, record)
     return combined
 
 
@@ -183,7 +191,14 @@ def main(argv: list[str] | None = None) -> int:
                              seed=run.config.seed, progress=progress)
 
     results: dict[str, dict[str, dict[str, float]]] = {name: {} for name in groups}
-    if references:
+    if args.reference_json is not None:
+        saved = json.loads(args.reference_json.read_text())["results"]
+        for name in groups:
+            results[name].update({method: {k: math.nan if v is None else v
+                                           for k, v in row.items()}
+                                  for method, row in saved[name].items()
+                                  if not method.startswith("amortized[")})
+    elif references:
         for name, prototypes in groups.items():
             results[name].update(score(method_options(run.config, references), prototypes))
     trained = {}
@@ -216,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     for rows in results.values():
         if "hdm" in rows:
             for method, row in rows.items():
-                if method in references:
+                if not method.startswith("amortized["):
                     row.update(share_of_hdm(row, rows["hdm"]))
     environment = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     text = _header(args.run_dir, args.images_per_prototype, environment) + table(results)

@@ -77,6 +77,11 @@ class MaskerTrainingConfig:
         baseline, blur_sigma: what removed pixels become (:data:`hdm.perturbation.BASELINES`).
         score: the score kept and removed, one of :data:`prototypes.localization.scores.SCORES`.
         fidelity_weight, deletion_weight, area_weight, tv_weight, tv_beta: the loss weights.
+        loss_cap: each pair's fidelity and deletion terms (before their weights) are capped at
+            this (None: no cap). Their unit is the pair's evidence ``s0 - s_b``; a pair whose
+            score barely differs from its baseline's has a tiny unit and a huge term, which an
+            optimised mask does not mind (each pair is optimised alone) but which dominates a
+            predictor's batch mean.
         supervision_pairs: training pairs localized once with HDM (the ``hdm`` method's
             defaults) whose maps supervise the predictor (0: none).
         supervision_weight: weight of that term.
@@ -103,6 +108,7 @@ class MaskerTrainingConfig:
     area_weight: float = 3.0
     tv_weight: float = 0.0
     tv_beta: float = 1.0
+    loss_cap: float | None = None
     supervision_pairs: int = 0
     supervision_weight: float = 1.0
     supervision_batch: int = 16
@@ -127,6 +133,8 @@ class MaskerTrainingConfig:
             raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
         if self.score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
+        if self.loss_cap is not None:
+            _positive("loss_cap", self.loss_cap)
         if not 0 <= self.rare_share <= 1:
             raise ValueError(f"rare_share must lie in [0, 1], got {self.rare_share!r}")
 
@@ -194,6 +202,9 @@ def masker_loss(model: ProtoPNet, grid: Tensor, logits: Tensor, images: Tensor,
     if deleting:
         removed = target.score(slice_output(output, count, rows, rows))
         deletion = deletion_loss(removed, scores.reference, baseline_score, 1)
+    if config.loss_cap is not None:
+        fidelity = fidelity.clamp(max=config.loss_cap)
+        deletion = deletion.clamp(max=config.loss_cap)
     return PairLoss(fidelity=config.fidelity_weight * fidelity,
                     deletion=config.deletion_weight * deletion,
                     area=MaskArea(config.area_weight)(logits, grid),

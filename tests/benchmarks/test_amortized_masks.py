@@ -53,13 +53,15 @@ def _row(value: float, pairs: int, prototypes: int) -> dict:
     return {"pairs": pairs, "prototypes": prototypes, "consistency": value,
             **{metric: value for metric in ("relevance", "energy_object", "fidelity",
                                             "pointing_object", "seconds_per_pair",
-                                            "forward_passes_per_pair")}}
+                                            "forward_passes_per_pair",
+                                            "backward_passes_per_pair")}}
 
 
 def test_rare_and_common_rows_combine_by_pairs_and_consistency_by_prototypes():
     results = {"rare": {"hdm": _row(1.0, 20, 10), "amortized[a]": _row(0.5, 20, 10)},
                "common": {"hdm": _row(0.5, 60, 30), "amortized[a]": _row(0.25, 60, 30)}}
-    results["rare"]["amortized[a]"]["masker_training_seconds"] = 9.0
+    results["rare"]["amortized[a]"].update(masker_training_seconds=9.0,
+                                           masker_training_passes=90.0)
     combined = combine_subsets(results)
     assert combined["hdm"]["pairs"] == 80 and combined["hdm"]["prototypes"] == 40
     assert combined["hdm"]["relevance"] == pytest.approx((20 * 1.0 + 60 * 0.5) / 80)
@@ -67,3 +69,4 @@ def test_rare_and_common_rows_combine_by_pairs_and_consistency_by_prototypes():
     assert combined["amortized[a]"]["relevance_of_hdm"] == pytest.approx(
         ((20 * 0.5 + 60 * 0.25) / 80) / ((20 * 1.0 + 60 * 0.5) / 80))
     assert combined["amortized[a]"]["masker_training_seconds"] == 9.0
+    assert combined["amortized[a]"]["break_even_pairs"] == pytest.approx(9.0 / (0.625 - 0.3125))
