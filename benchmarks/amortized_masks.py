@@ -154,8 +154,9 @@ def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 def _header(run_dir: Path, images_per_prototype: int | None, environment: str) -> str:
+    where = f"; {environment}" if environment else ""
     return (f"Amortized mask predictor variants on {run_dir} ({images_per_prototype} test "
-            f"images per prototype; {environment})\n\n")
+            f"images per prototype{where})\n\n")
 
 
 def main(argv: list[str] | None = None) -> int:
