@@ -30,14 +30,14 @@ class MeanBrightness(nn.Module):
                                distance_maps=-maps, latent=maps)
 
 
-def _terms(grid: torch.Tensor, **weights):
+def _terms(grid: torch.Tensor, baseline_score: float = 0.0, **weights):
     model = MeanBrightness()
     images, baseline = torch.ones(1, 3, 8, 8), torch.zeros(1, 3, 8, 8)
     ids = torch.tensor([0])
     scores = PairScores(model, images, ids, "peak")  # s0 = 1
     config = MaskerTrainingConfig(**weights)
     return masker_loss(model, grid, torch.logit(grid.clamp(1e-4, 1 - 1e-4)), images, baseline,
-                       scores, torch.zeros(1), config)  # s_b = 0
+                       scores, torch.tensor([baseline_score]), config)  # s_b
 
 
 def test_constant_mask_keeps_and_loses_its_share_of_the_score():
@@ -68,6 +68,17 @@ def test_a_full_mask_costs_only_its_area_and_no_deletion_term_when_off():
     torch.testing.assert_close(terms.fidelity, torch.tensor([0.0]))
     torch.testing.assert_close(terms.deletion, torch.tensor([0.0]))
     torch.testing.assert_close(terms.area, torch.tensor([3.0]))
+
+
+def test_terms_of_a_pair_with_little_evidence_are_capped():
+    # s_b = 0.9: the evidence unit is 0.1; kept score 0.25 gives ((0.25 - 1) / 0.1)^2 = 56.25,
+    # removed score 0.75 is below s_b: no deletion loss.
+    grid = torch.full((1, 2, 2), 0.25)
+    capped = _terms(grid, baseline_score=0.9, loss_cap=1.0, fidelity_weight=2.0)
+    torch.testing.assert_close(capped.fidelity, torch.tensor([2.0]))
+    torch.testing.assert_close(capped.deletion, torch.tensor([0.0]))
+    free = _terms(grid, baseline_score=0.9, loss_cap=None)
+    torch.testing.assert_close(free.fidelity, torch.tensor([56.25]))
 
 
 def test_steps_draw_own_class_prototypes_and_skip_rare_classes():
