@@ -44,13 +44,14 @@ from protoexplain.benchmark import (
     compare_across_runs,
     comparison_table,
 )
-from protoexplain.checkpoint import CHECKPOINT_NAME
+from protoexplain.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from protoexplain.config import LocalizationConfig, load_config
 from protoexplain.malloc_tuning import tune_malloc
 from protoexplain.metrics.localization import METRICS_VERSION
 from protoexplain.metrics.registry import metric_names
 from protoexplain.pipeline import benchmark_run, evaluate_run, train_and_report
 from protoexplain.run_dir import load_run
+from protoexplain.train_masker import AMORTIZED, MASKER_NAME, add_training_cost, train_masker
 from prototypes.localization.learned_masks import PROTOTYPE_DEFAULTS
 
 
@@ -83,6 +84,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         required=True,
         help="output path without extension (.json and .md are written)",
+    )
+    parser.add_argument(
+        "--masker-set",
+        dest="masker_overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="train-masker settings for the runs whose mask predictor (method amortized) is "
+        "trained here, when a run has no masker.pt",
     )
     parser.add_argument("--method", default="hdm", help="method compared with --baseline")
     parser.add_argument("--baseline", default="upsample")
@@ -229,6 +239,14 @@ CACHE_NAME = "seed_study.json"
 """Per-method results of a run, kept in its directory with the settings that produced them."""
 
 
+def method_defaults(run_dir: Path, method: str) -> dict:
+    """What a method's cached results depend on besides the study's settings: its prototype
+    defaults, and for ``amortized`` the settings of the run's mask predictor."""
+    if method == AMORTIZED and (run_dir / MASKER_NAME).exists():
+        return {"masker": load_checkpoint(run_dir / MASKER_NAME)["config"]}
+    return PROTOTYPE_DEFAULTS.get(method, {})
+
+
 def cached_benchmark(
     run_dir: Path,
     methods: list[str],
@@ -259,18 +277,20 @@ def cached_benchmark(
     missing = [
         method
         for method in methods
-        if method not in results or defaults.get(method, {}) != PROTOTYPE_DEFAULTS.get(method, {})
+        if method not in results or defaults.get(method, {}) != method_defaults(run_dir, method)
     ]
     if missing:
         fresh = benchmark_run(
             run, missing, images_per_prototype=images_per_prototype, progress=progress
         )
         results.update(fresh)
-        defaults.update({method: PROTOTYPE_DEFAULTS.get(method, {}) for method in missing})
+        defaults.update({method: method_defaults(run_dir, method) for method in missing})
         atomic_write_json(
             cache_path,
             _finite({"settings": settings, "defaults": defaults, "results": results}),
         )
+    if AMORTIZED in results and (run_dir / MASKER_NAME).exists():  # against a cached HDM too
+        add_training_cost(results, load_checkpoint(run_dir / MASKER_NAME)["record"])
     return {method: results[method] for method in methods}
 
 
@@ -303,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         if not QUALITY.intersection(metrics):  # interrupted after training, before the test
             metrics = evaluate_run(load_run(run_dir), progress=progress)
         quality = {key: metrics[key] for key in QUALITY if key in metrics}
+        if AMORTIZED in methods and not (run_dir / MASKER_NAME).exists():
+            train_masker(load_run(run_dir), args.masker_overrides, progress=progress)
         results = cached_benchmark(
             run_dir, methods, args.images_per_prototype, config.localization, progress
         )
@@ -313,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         "methods": methods,
         "images_per_prototype": args.images_per_prototype,
         "overrides": args.overrides,
+        "masker_overrides": args.masker_overrides,
         "environment": f"torch {torch.__version__}, {torch.get_num_threads()} threads",
         "per_seed": {str(k): v for k, v in per_seed.items()},
         "aggregate": aggregate_runs(list(per_seed.values())),

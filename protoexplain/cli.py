@@ -264,6 +264,31 @@ def build_parser() -> argparse.ArgumentParser:
                             "the original runs 100)")
     _add_run_options(prune)
 
+    masker = commands.add_parser(
+        "train-masker", help="train the run's amortized mask predictor (method 'amortized')",
+        description="Train, once per model, a light decoder over the frozen trunk that "
+                    "predicts the learned mask of any (image, prototype) pair in one pass, with "
+                    "the learned masks' objective (keep the prototype's similarity, lose it "
+                    "when the region is removed, small and smooth masks; Dabkowski & Gal 2017), "
+                    "on the run's training images. Writes RUN_DIR/masker.pt, which "
+                    "'protoexplain benchmark RUN_DIR --methods amortized' uses. Settings: "
+                    "predictor.conditioning (similarity, vector, both), predictor.levels, "
+                    "predictor.channels; training.steps, images_per_step, "
+                    "prototypes_per_image, lr, baseline, score, area_weight, deletion_weight, "
+                    "tv_weight, supervision_pairs (HDM maps as extra supervision), "
+                    "rare_classes, rare_share, seed, checkpoint_every (docs/amortized-masks.md).")
+    masker.add_argument("run_dir", type=Path)
+    masker.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="a setting, e.g. --set training.steps=300 or --set "
+                             "predictor.conditioning=vector (repeatable)")
+    masker.add_argument("--resume", action="store_true",
+                        help="continue RUN_DIR/masker.pt from its last save (with its settings; "
+                             "--set training.steps=N trains a finished one longer)")
+    masker.add_argument("--overwrite", action="store_true",
+                        help="replace an existing RUN_DIR/masker.pt")
+    _add_run_options(masker)
+
     analysis = commands.add_parser(
         "global-analysis", help="each prototype's k nearest training and test patches",
         description="Find each prototype's K nearest patches (one per image) in the training "
@@ -533,6 +558,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{metrics['num_prototypes_before_pruning']} -> {metrics['num_prototypes']} "
                   f"prototypes; test accuracy {metrics['test_accuracy_before_pruning']:.4f} "
                   f"before, {metrics['test_accuracy']:.4f} after pruning and fine-tuning")
+            return 0
+        if args.command == "train-masker":
+            from protoexplain.run_dir import load_run
+            from protoexplain.train_masker import MASKER_NAME, train_masker
+
+            run = load_run(args.run_dir, args.device)
+            record = train_masker(run, args.overrides, resume=args.resume,
+                                  overwrite=args.overwrite, progress=progress)
+            print(f"trained the mask predictor in {record['seconds']:.0f} s "
+                  f"({record['forward_images'] + record['backward_images']} model passes) -> "
+                  f"{args.run_dir / MASKER_NAME}")
             return 0
         if args.command == "global-analysis":
             from protoexplain.config import check_localization_methods

@@ -99,7 +99,7 @@ def explain_images(run: LoadedRun, paths: list[Path], out_dir: Path, *, top_k: i
     probabilities, predicted, prototypes, scores, similarities = _top_prototypes(
         run, images, top_k, multi_label)
     names = methods or list(dict.fromkeys(["upsample", run.config.localization.push_method]))
-    options = method_options(run.config, names)
+    options = method_options(run.config, names, run)
     count = prototypes.shape[1]
     pairs_images = images.repeat_interleave(count, dim=0)
     pair_ids = prototypes.reshape(-1)

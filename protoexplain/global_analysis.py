@@ -57,7 +57,7 @@ def _split_rows(run: LoadedRun, dataset, nearest: NearestPatches, method: str,
     count, k = nearest.sample_indices.shape
     samples = nearest.sample_indices.cpu().reshape(-1)
     prototypes = torch.arange(count).repeat_interleave(k)
-    options = method_options(run.config, [method])[method]
+    options = method_options(run.config, [method], run)[method]
     batch_size = run.config.data.eval_batch_size
     boxes = []
     for start in tqdm(range(0, samples.numel(), batch_size), desc=f"localizing ({method})",

@@ -31,15 +31,22 @@ from protoexplain.metrics.localization import LocalizationSettings
 from protoexplain.projection import localize_records, projection_json
 from protoexplain.report import write_prototype_pictures, write_report
 from protoexplain.run_dir import LoadedRun, load_run
+from protoexplain.train_masker import AMORTIZED, add_training_cost, attach_masker, load_masker
 from protoexplain.training_run import train
 
 log = logging.getLogger("protoexplain")
 
 
-def method_options(config: Config, names: list[str]) -> dict[str, dict[str, Any]]:
-    """Each named localization method with its configured options."""
+def method_options(config: Config, names: list[str], run: LoadedRun | None = None
+                   ) -> dict[str, dict[str, Any]]:
+    """Each named localization method with its configured options; ``amortized`` also gets
+    ``run``'s trained mask predictor (``masker.pt``; an error naming ``protoexplain
+    train-masker`` when it has none)."""
     options = config.localization.method_options
-    return {name: dict(options.get(name, {})) for name in dict.fromkeys(names)}
+    chosen = {name: dict(options.get(name, {})) for name in dict.fromkeys(names)}
+    if run is not None:
+        attach_masker(chosen, run)
+    return chosen
 
 
 def metric_settings(config: Config, **overrides: Any) -> LocalizationSettings:
@@ -55,7 +62,8 @@ def write_projection(run: LoadedRun, *, progress: bool = True) -> list[dict[str,
     push_set = build_dataset(config, "train", augment=False)
     localizations = localize_records(run.model, push_set, run.records,
                                      method_options(config, ["upsample",
-                                                             config.localization.push_method]),
+                                                             config.localization.push_method],
+                                                    run),
                                      batch_size=config.data.eval_batch_size,
                                      device=run.device, progress=progress)
     class_names = class_names_of(push_set)
@@ -87,12 +95,14 @@ def benchmark_run(run: LoadedRun, methods: list[str], *, images_per_prototype: i
     ``benchmark.json`` and ``benchmark.md`` into the run directory (under torchrun: every
     process scores its share of the pairs, rank 0 writes)."""
     test_set = build_dataset(run.config, "test", augment=False)
-    results = run_benchmark(run.model, test_set, method_options(run.config, methods),
+    results = run_benchmark(run.model, test_set, method_options(run.config, methods, run),
                             images_per_prototype=images_per_prototype,
                             settings=metric_settings(run.config),
                             batch_size=run.config.data.eval_batch_size, device=run.device,
                             seed=run.config.seed, progress=progress)
     if distributed.is_main_process():
+        if AMORTIZED in results:  # what the predictor cost to train, and when it pays off
+            add_training_cost(results, load_masker(run.path, run.model, run.device)[1])
         json_path, _ = write_benchmark(results, run.path)
         log.info("localization benchmark of %s -> %s", ", ".join(methods), json_path)
     return results

@@ -99,6 +99,17 @@ METRICS: dict[str, Metric] = {
     "backward_passes_per_pair": Metric(
         "lower", "cost", "images whose gradients went back through the model per pair",
         format=".1f"),
+    "masker_training_seconds": Metric(
+        "lower", "cost", "seconds spent training the amortized mask predictor (once per "
+        "model)", format=".3g"),
+    "masker_training_passes": Metric(
+        "lower", "cost", "images passed forward and backward through the model to train the "
+        "amortized mask predictor", format=".3g"),
+    "break_even_pairs": Metric(
+        "lower", "cost", "pairs after which the predictor's training time is paid back by "
+        "its saving per pair against HDM", format=".3g"),
+    "break_even_pairs_by_passes": Metric(
+        "lower", "cost", "the same in model passes", format=".3g"),
     "pairs": Metric(None, "count", "(image, prototype) pairs scored", format=".0f"),
     "prototypes": Metric(None, "count", "prototypes with at least one pair", format=".0f"),
 }

@@ -75,6 +75,7 @@ from protoexplain.report.pictures import (
 )
 from protoexplain.report.site import MARKER, SiteWriter, publish, staging_folder
 from protoexplain.run_dir import LoadedRun
+from protoexplain.train_masker import attach_masker
 from prototypes import (
     Localization,
     ProjectionRecord,
@@ -118,7 +119,9 @@ def report_methods(run: LoadedRun, methods: Sequence[str] | None = None
     method), each with its configured options."""
     names = list(methods) if methods else ["upsample", run.config.localization.push_method]
     options = run.config.localization.method_options
-    return {name: dict(options.get(name, {})) for name in dict.fromkeys(names)}
+    chosen = {name: dict(options.get(name, {})) for name in dict.fromkeys(names)}
+    attach_masker(chosen, run)  # amortized: the run's trained mask predictor
+    return chosen
 
 
 class Localizer:

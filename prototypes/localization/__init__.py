@@ -10,6 +10,8 @@ Methods, a module per family:
   (:mod:`prototypes.localization.upsample`).
 - ``mdm``, ``hdm``, ``neuromask``: learned masks (:mod:`prototypes.localization.learned_masks`),
   whose peak is placed by :mod:`prototypes.localization.peak_choice`.
+- ``amortized``: the mask of a predictor trained once per model
+  (:mod:`prototypes.localization.amortized`, :mod:`prototypes.mask_predictor`).
 - ``smoothgrad``: SmoothGrad of the prototype's score (:mod:`prototypes.localization.gradients`).
 - ``receptive_field``, ``random``, ``centre``: baselines
   (:mod:`prototypes.localization.baselines`).
@@ -28,6 +30,7 @@ from typing import Any
 
 import torch
 
+from prototypes.localization.amortized import amortized_localization, check_density_sigma
 from prototypes.localization.baselines import (
     centre_localization,
     random_localization,
@@ -52,6 +55,7 @@ LOCALIZATION_METHODS: dict[str, LocalizationMethod] = {
     "upsample": upsample_localization,
     "receptive_field": receptive_field_localization,
     **LEARNED_MASK_METHODS,
+    "amortized": amortized_localization,
     "smoothgrad": smoothgrad_localization,
     "random": random_localization,
     "centre": centre_localization,
@@ -86,6 +90,8 @@ def check_localization_options(method: str, options: Mapping[str, Any]) -> None:
         raise ValueError(f"localization method {method!r}: {error}; its options: "
                          f"{', '.join(known) or 'none'}") from None
     check_box_rule(options.get("percentile", 95.0), options.get("relative_threshold", 0.0))
+    if method == "amortized":
+        check_density_sigma(options.get("density_sigma", 0.1))
 
 
 def localize(model: ProtoPNet, images: torch.Tensor,

@@ -66,21 +66,23 @@ class PairScores:
 
     Built from the unperturbed batch: ``peaks`` (B,) is the flat latent position (in a map
     of ``latent_size`` (h, w)) where each pair's prototype peaks there, and ``reference``
-    (B,) its score. Called on a model output of ``R * B`` rows (``R`` copies of the batch,
+    (B,) its score; ``output``, when given, is the model's output on ``images``, which is then
+    not passed again. Called on a model output of ``R * B`` rows (``R`` copies of the batch,
     copy-major), it returns the ``R * B`` scores, so it also serves as a callable target for
     :mod:`hdm`.
     """
 
     def __init__(self, model: nn.Module, images: Tensor, prototype_ids: Tensor,
-                 score: str) -> None:
+                 score: str, *, output: Any = None) -> None:
         if score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {score!r}")
         self.model = model
         self.prototype_ids = prototype_ids
         self.score = score
-        with torch.no_grad():
-            output = model(images)
-        rows = torch.arange(images.shape[0], device=images.device)
+        if output is None:  # else the caller's output of the model on ``images`` (B rows)
+            with torch.no_grad():
+                output = model(images)
+        rows = torch.arange(prototype_ids.shape[0], device=prototype_ids.device)
         self.latent_size = tuple(output.similarity_maps.shape[-2:])
         self.peaks = output.similarity_maps[rows, prototype_ids].flatten(1).argmax(dim=1)
         self.reference = self(output)

@@ -12,7 +12,7 @@ from protoexplain.cli import _first_free, build_parser, image_count, main, posit
 from tests.protoexplain.tiny_runs import pushed_run, write_run_dir
 
 COMMANDS = {"train", "evaluate", "benchmark", "explain", "demo", "show-data", "report",
-            "import-protopnet", "prune", "global-analysis", "study"}
+            "import-protopnet", "prune", "global-analysis", "study", "train-masker"}
 
 
 def _commands_action() -> argparse._SubParsersAction:

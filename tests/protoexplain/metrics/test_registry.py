@@ -20,7 +20,9 @@ BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
 def test_lower_is_better_for_deletion_the_sanity_check_and_every_cost_only():
     lower = {name for name, info in METRICS.items() if info.direction == "lower"}
     assert lower == {"deletion", "sanity_spearman", "sanity_ssim", "seconds_per_pair",
-                     "forward_passes_per_pair", "backward_passes_per_pair"}
+                     "forward_passes_per_pair", "backward_passes_per_pair",
+                     "masker_training_seconds", "masker_training_passes", "break_even_pairs",
+                     "break_even_pairs_by_passes"}
     assert {name for name, info in METRICS.items() if info.direction is None} == \
         {"pairs", "prototypes"}
 
@@ -41,7 +43,9 @@ def test_only_the_oracle_values_are_model_level():
 
 def test_names_by_kind_keep_the_registry_order():
     assert metric_names(kind="cost") == ("seconds_per_pair", "forward_passes_per_pair",
-                                         "backward_passes_per_pair")
+                                         "backward_passes_per_pair", "masker_training_seconds",
+                                         "masker_training_passes", "break_even_pairs",
+                                         "break_even_pairs_by_passes")
     assert metric_names(kind="sanity") == ("sanity_spearman", "sanity_ssim")
     assert metric_names(kind="count") == ("pairs", "prototypes")
     compared = metric_names(kind="quality", model_level=False)
@@ -54,6 +58,9 @@ def test_costs_and_counts_print_with_their_own_precision_and_the_rest_with_three
     shown = {name: format(12.3456, info.format) for name, info in METRICS.items()}
     assert shown.pop("seconds_per_pair") == "12.3"
     assert shown.pop("forward_passes_per_pair") == shown.pop("backward_passes_per_pair") == "12.3"
+    for name in ("masker_training_seconds", "masker_training_passes", "break_even_pairs",
+                 "break_even_pairs_by_passes"):
+        assert shown.pop(name) == "12.3"
     assert shown.pop("pairs") == shown.pop("prototypes") == "12"
     assert set(shown.values()) == {"12.346"}
 

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from prototypes import LOCALIZATION_METHODS, Localization, check_localization_options, localize
+from prototypes.mask_predictor import MaskPredictor, MaskPredictorConfig
 from tests.prototypes.tiny_protopnet import make_model
+
+torch.manual_seed(0)
+UNTRAINED_MASKER = MaskPredictor(make_model(image_size=32), MaskPredictorConfig(channels=4))
+"""An (untrained) mask predictor for the tiny model's layout, which every test model shares."""
 
 FAST_OPTIONS = {
     "upsample": {},
@@ -15,13 +20,14 @@ FAST_OPTIONS = {
     "hdm": {"benchmark_steps": 3, "auxiliary_steps": 3},
     "neuromask": {"steps": 6},
     "smoothgrad": {"samples": 4},
+    "amortized": {"masker": UNTRAINED_MASKER},
     "random": {},
     "centre": {},
 }
 """Every registered method with options small enough for a unit test."""
 
 BATCH_INVARIANT = ["upsample", "receptive_field", "mdm", "hdm", "neuromask", "smoothgrad",
-                   "centre"]
+                   "amortized", "centre"]
 """Methods whose map of a pair does not depend on the rest of the batch (``random`` draws
 one independent map per pair, in batch order)."""
 
@@ -87,7 +93,7 @@ def test_method_leaves_modes_flags_and_parameters_of_the_model_unchanged(method)
     assert all(p.grad is None for p in model.parameters())
 
 
-DETERMINISTIC = ["upsample", "receptive_field", "mdm", "hdm", "centre"]
+DETERMINISTIC = ["upsample", "receptive_field", "mdm", "hdm", "amortized", "centre"]
 """Methods whose maps depend on the model and images alone (``smoothgrad``, ``random`` and
 NeuroMask's initial mask draw from the device's generator, whose streams differ between CPU and
 CUDA)."""
@@ -135,6 +141,8 @@ BAD_OPTIONS = [
     ("mdm", {"density_sigma": -1}, "density_sigma must be a number >= 0"),
     ("neuromask", {"peak_candidates": 1.5}, "peak_candidates must be an integer >= 0"),
     ("neuromask", {"percentile": -5}, "percentile must be a number in"),
+    ("amortized", {"mask": None}, "'amortized'.*'mask'.*masker"),
+    ("amortized", {"density_sigma": -1}, "density_sigma must be a number >= 0"),
 ]
 """Options ``localize`` refuses, with what its error says."""
 
