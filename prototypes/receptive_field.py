@@ -18,7 +18,9 @@ input tensor was already consumed by an earlier layer is a parallel branch (a Re
 and is skipped, which is also what the original does for ResNets. This is an approximation for
 networks whose branches differ in receptive field (a residual sum really sees the union of both
 branches; the main path is the larger). A trunk that changes spatial size with any other module
-(adaptive pooling, upsampling) is rejected.
+(adaptive pooling, upsampling) is rejected. A convolution that pads according to its input's
+size (TensorFlow's "SAME", :class:`prototypes.efficientnet_lite.SamePaddingConv2d`) reports
+its padding before the input through a ``leading_padding((H, W)) -> (top, left)`` method.
 """
 
 from __future__ import annotations
@@ -66,13 +68,17 @@ def _square(value, module: nn.Module, what: str) -> int:
     return int(value[0])
 
 
-def _layer_geometry(module: nn.Module) -> tuple[int, int, int, int]:
-    """(kernel, stride, left padding, dilation) of a Conv2d / MaxPool2d / AvgPool2d."""
+def _layer_geometry(module: nn.Module, input_size: tuple[int, int]
+                    ) -> tuple[int, int, int, int]:
+    """(kernel, stride, left padding, dilation) of a Conv2d / MaxPool2d / AvgPool2d applied
+    to an input of spatial ``input_size``."""
     kernel = _square(module.kernel_size, module, "kernel size")
     stride = _square(module.stride, module, "stride")
     dilation = _square(getattr(module, "dilation", 1), module, "dilation")
     padding = module.padding
-    if padding == "valid":
+    if hasattr(module, "leading_padding"):
+        padding = module.leading_padding(input_size)
+    elif padding == "valid":
         padding = 0
     elif padding == "same":
         padding = dilation * (kernel - 1) // 2
@@ -87,14 +93,14 @@ def trace_receptive_field(trunk: nn.Module, image_size: tuple[int, int]
     (H, W) on the trunk's device.
     """
     consumed: list[torch.Tensor] = []
-    main_path: list[tuple[nn.Module, tuple[int, ...]]] = []
+    main_path: list[tuple[nn.Module, tuple[int, ...], tuple[int, ...]]] = []
 
     def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         source = inputs[0]
         if any(source is seen for seen in consumed):
             return  # a parallel branch on an already-consumed tensor (ResNet shortcut)
         consumed.append(source)
-        main_path.append((module, tuple(output.shape[-2:])))
+        main_path.append((module, tuple(source.shape[-2:]), tuple(output.shape[-2:])))
 
     handles = [m.register_forward_hook(record) for m in trunk.modules()
                if isinstance(m, _SPATIAL_LAYERS)]
@@ -108,15 +114,15 @@ def trace_receptive_field(trunk: nn.Module, image_size: tuple[int, int]
             handle.remove()
 
     latent_size = tuple(output.shape[-2:])
-    traced_size = main_path[-1][1] if main_path else tuple(image_size)
+    traced_size = main_path[-1][2] if main_path else tuple(image_size)
     if traced_size != latent_size:
         raise ValueError(
             f"receptive field: the trunk's output is {latent_size} but its last "
             f"Conv2d/MaxPool2d/AvgPool2d gives {traced_size}; the trunk changes spatial size "
             "with a layer this walk does not model")
     field = ReceptiveField()
-    for module, _ in main_path:
-        field = field.through(*_layer_geometry(module))
+    for module, input_size, _ in main_path:
+        field = field.through(*_layer_geometry(module, input_size))
     return field, latent_size
 
 

@@ -18,6 +18,7 @@ from protoexplain.config import (
 from protoexplain.config_schema import to_dict
 from protoexplain.factory import build_dataset, build_model, use_deterministic_kernels
 from prototypes import ProtoPNet, XProtoNet
+from prototypes.efficientnet_lite import LITE_MEAN, LITE_STD, imagenet_weights_file
 
 SMALL = ["model.backbone=small_cnn", "model.backbone_options={width: 2}",
          "model.prototypes_per_class=2", "model.prototype_dim=4", "model.mean=[0.5, 0.5, 0.5]"]
@@ -83,6 +84,20 @@ def test_synthetic_configs_give_the_latent_map_their_comments_state(name, latent
     with torch.no_grad():
         maps = model(torch.zeros(1, 3, size, size)).similarity_maps
     assert maps.shape == (1, 40, latent, latent)
+
+
+@pytest.mark.parametrize("name", ["synthetic_protopnet_lite0", "fashion_protopnet_lite0",
+                                  "synthetic_xprotonet_lite0"])
+def test_pretrained_lite0_configs_load_the_imagenet_trunk_and_give_a_7x7_map(name):
+    config = load_config(CONFIGS / f"{name}.yaml")
+    size = config.data.options["image_size"]
+    model = build_model(config, 4, size).eval()
+    weights = torch.load(imagenet_weights_file("efficientnet_lite0"), weights_only=True)
+    assert torch.equal(model.features._conv_head.weight, weights["_conv_head.weight"])
+    assert model.mean.tolist() == pytest.approx(LITE_MEAN, abs=1e-6)
+    assert model.std.tolist() == pytest.approx(LITE_STD, abs=1e-6)
+    with torch.no_grad():
+        assert model.features(torch.zeros(1, 3, size, size)).shape == (1, 1280, 7, 7)
 
 
 def test_deterministic_kernels_are_switched_on_for_a_gpu_only(monkeypatch):
