@@ -119,6 +119,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     _add_progress(parser)
 
 
+def _add_set_option(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--set KEY=VALUE`` (repeatable, parsed as YAML) collected into ``overrides``."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help=f"{example} (repeatable; values are parsed as YAML)")
+
+
 def _add_progress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true",
                         help="hide progress bars (log lines are still written)")
@@ -147,10 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="a YAML config file, or the name of a shipped config "
                                         "(e.g. synthetic_protopnet; see configs/)")
     train.add_argument("--out", type=Path, help="run directory (default: runs/<config name>)")
-    train.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set training.epochs=5 "
-                            "(repeatable; values are parsed as YAML)")
+    _add_set_option(train, "override a config value, e.g. --set training.epochs=5")
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted run from RUN_DIR/checkpoint.pt (with the "
                             "same config and --set values)")
@@ -243,9 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument("--boxes", type=Path, metavar="FILE",
                           help="the original push's bb-receptive_field<epoch>.npy (or "
                                "bb<epoch>.npy): take each prototype's source image from it")
-    imported.add_argument("--set", dest="overrides", action="append", default=[],
-                          metavar="KEY=VALUE", help="config value of the run, e.g. "
-                                                    "--set data.dataset=CUB200 (repeatable)")
+    _add_set_option(imported, "a config value of the run, e.g. --set data.dataset=CUB200")
     _add_progress(imported)
 
     prune = commands.add_parser(
@@ -278,10 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "tv_weight, supervision_pairs (HDM maps as extra supervision), "
                     "rare_classes, rare_share, seed, checkpoint_every (docs/amortized-masks.md).")
     masker.add_argument("run_dir", type=Path)
-    masker.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="a setting, e.g. --set training.steps=300 or --set "
-                             "predictor.conditioning=vector (repeatable)")
+    _add_set_option(masker, "a setting, e.g. --set training.steps=300 or "
+                            "--set predictor.conditioning=vector")
     masker.add_argument("--resume", action="store_true",
                         help="continue RUN_DIR/masker.pt from its last save (with its settings; "
                              "--set training.steps=N trains a finished one longer)")
@@ -306,8 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "a run directory.")
     demo.add_argument("--out", type=Path,
                       help="run directory (default: runs/demo, or runs/demo-N when taken)")
-    demo.add_argument("--set", dest="overrides", action="append", default=[],
-                      metavar="KEY=VALUE", help="override a config value (repeatable)")
+    _add_set_option(demo, "override a config value, e.g. --set training.epochs=5")
     demo.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     _add_progress(demo)
 
@@ -323,8 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--count", type=positive_int, default=16, help="number of samples")
     preview.add_argument("--out", type=png_file, default=Path("runs/contact_sheet.png"),
                          help="the PNG file to write (default runs/contact_sheet.png)")
-    preview.add_argument("--set", dest="overrides", action="append", default=[],
-                         metavar="KEY=VALUE", help="override a config value (repeatable)")
+    _add_set_option(preview, "override a config value, e.g. --set data.root=my_images")
     return parser
 
 
