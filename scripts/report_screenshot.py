@@ -14,11 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from PIL import Image
-from playwright.sync_api import sync_playwright
-
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+from screenshot_browser import chromium_page, save_quantized
 
 
 def main() -> None:
@@ -31,10 +27,7 @@ def main() -> None:
     local = json.loads((args.report / "data.json").read_text())["local"]
     page_name = args.page or next((e["page"] for e in local if not e["correct"]),
                                   local[0]["page"])
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                             args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": args.width, "height": 800})
+    with chromium_page(args.width) as page:
         page.goto((args.report / page_name).resolve().as_uri())
         page.wait_for_load_state("load")
         page.evaluate("Promise.all(Array.from(document.images).map((i) => "
@@ -50,10 +43,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(args.out), full_page=True,
                         clip={"x": 0, "y": top, "width": args.width, "height": bottom - top})
-        browser.close()
-    # 256 colours: a third of the size, no visible change for a page of flat colours
-    Image.open(args.out).convert("RGB").quantize(256, dither=Image.Dither.NONE).save(
-        args.out, optimize=True)
+    save_quantized(args.out)
     print(f"wrote {args.out} from {page_name}")
 
 

@@ -15,11 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from PIL import Image
-from playwright.sync_api import sync_playwright
-
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+from screenshot_browser import chromium_page, save_quantized
 
 
 def main() -> None:
@@ -35,10 +31,7 @@ def main() -> None:
         else next(row for row in key["trials"] if row["kind"] == "main"
                   and row["task"] == "distinction" and row["condition"] == conditions[-1])
     url = (args.study / "lists" / trial["list"] / "index.html").resolve().as_uri()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                             args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": args.width, "height": 800})
+    with chromium_page(args.width) as page:
         page.goto(url + "?participant=screenshot")
         page.click("[data-action=next]")
         while page.get_attribute("#trial", "data-trial") != trial["trial_id"] \
@@ -51,10 +44,7 @@ def main() -> None:
         page.evaluate("document.getElementById('stimulus').decode()")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(args.out), full_page=True)
-        browser.close()
-    # 256 colours: a third of the size, no visible change for a page of flat colours
-    Image.open(args.out).convert("RGB").quantize(256, dither=Image.Dither.NONE).save(
-        args.out, optimize=True)
+    save_quantized(args.out)
     print(f"wrote {args.out} from {trial['list']} {trial['trial_id']} ({trial['condition']})")
 
 
