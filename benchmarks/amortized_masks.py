@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import torch
-from study_io import add_images_per_prototype, publish_report
+from study_io import add_images_per_prototype, finite, publish_report
 
 from protoexplain.benchmark import run_benchmark
 from protoexplain.factory import build_dataset
@@ -127,15 +127,6 @@ def combine_subsets(results: dict[str, dict[str, dict[str, float]]]
             both = {"amortized": row, "hdm": combined["hdm"]}
             add_training_cost(both, record)
     return combined
-
-
-def finite(value):
-    """NaN and infinities as JSON null (a method that saves nothing has no break-even)."""
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def table(results: dict[str, dict[str, dict[str, float]]]) -> str:

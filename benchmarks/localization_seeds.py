@@ -30,12 +30,11 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 
 import torch
-from study_io import add_images_per_prototype, publish_report
+from study_io import add_images_per_prototype, finite, nan_for_null, publish_report
 
 from protoexplain.atomic_io import atomic_write_json
 from protoexplain.benchmark import (
@@ -152,30 +151,10 @@ def tables(summary: dict, method: str, baseline: str) -> tuple[str, dict]:
     return text, comparison
 
 
-def _finite(value):
-    """NaN and infinities as JSON null."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _nan_for_null(value):
-    """The inverse of :func:`_finite` for read-back JSON: null as NaN."""
-    if isinstance(value, dict):
-        return {k: _nan_for_null(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nan_for_null(v) for v in value]
-    return math.nan if value is None else value
-
-
 def write_report(summary: dict, out: Path, method: str, baseline: str) -> None:
     """Print the study's tables and write ``OUT.json`` (with the comparison) and ``OUT.md``."""
     text, comparison = tables(summary, method, baseline)
-    publish_report(out, text, _finite({**summary, "comparison": comparison}))
+    publish_report(out, text, finite({**summary, "comparison": comparison}))
 
 
 POOLED_SETTINGS = ("config", "images_per_prototype", "overrides")
@@ -194,7 +173,7 @@ def pool_studies(paths: list[Path], *, force: bool = False) -> dict:
     studies = {}
     for path in paths:
         try:
-            studies[path] = _nan_for_null(json.loads(path.read_text()))
+            studies[path] = nan_for_null(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError) as error:
             raise ValueError(f"cannot read saved study {path}: {error}") from None
     if len(studies) == 1:
@@ -272,7 +251,7 @@ def cached_benchmark(
     cache_path = run_dir / CACHE_NAME
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     same = cache.get("settings") == settings
-    results = _nan_for_null(cache["results"]) if same else {}
+    results = nan_for_null(cache["results"]) if same else {}
     defaults = cache.get("defaults", {}) if same else {}
     missing = [
         method
@@ -287,7 +266,7 @@ def cached_benchmark(
         defaults.update({method: method_defaults(run_dir, method) for method in missing})
         atomic_write_json(
             cache_path,
-            _finite({"settings": settings, "defaults": defaults, "results": results}),
+            finite({"settings": settings, "defaults": defaults, "results": results}),
         )
     if AMORTIZED in results and (run_dir / MASKER_NAME).exists():  # against a cached HDM too
         add_training_cost(results, load_checkpoint(run_dir / MASKER_NAME)["record"])

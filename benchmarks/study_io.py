@@ -149,3 +149,22 @@ def largest_difference(runs: list[dict[str, float]]) -> float:
         return float("nan")
     return max((abs(run[key] - first[key]) for run in runs[1:] for key in first
                 if not (math.isnan(run[key]) and math.isnan(first[key]))), default=0.0)
+
+
+def finite(value: Any) -> Any:
+    """``value`` (nested dicts and lists) with NaN and infinities as JSON null (a method that
+    saves nothing has no break-even; a metric without ground truth has no value)."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def nan_for_null(value: Any) -> Any:
+    """The inverse of :func:`finite` for read-back JSON: null as NaN."""
+    if isinstance(value, dict):
+        return {k: nan_for_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [nan_for_null(v) for v in value]
+    return math.nan if value is None else value

@@ -192,7 +192,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         else None
 
 
-def _apply_override(tree: dict, path: list[str], value: Any) -> None:
+def apply_override(tree: dict, path: list[str], value: Any) -> None:
+    """Set ``value`` at ``path`` (from :func:`parse_override`) in a config tree, creating
+    sections; a ConfigError naming the key when a step of the path is not a section."""
     node = tree
     for part in path[:-1]:
         node = node.setdefault(part, {})
@@ -372,7 +374,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     tree = copy.deepcopy(tree)
     for text in overrides:
         key_path, value = parse_override(text)
-        _apply_override(tree, key_path, value)
+        apply_override(tree, key_path, value)
     if overrides:
         source = f"{source} (with --set {' '.join(overrides)})"
     config = _build_config(tree, source)

@@ -29,7 +29,7 @@ from protoexplain.checkpoint import (
     require_fields,
     save_checkpoint,
 )
-from protoexplain.config import ConfigError, parse_override
+from protoexplain.config import ConfigError, apply_override, parse_override
 from protoexplain.config_schema import build, differences, to_dict
 from protoexplain.factory import build_dataset
 from protoexplain.metrics.cost import PassCount, counting_passes
@@ -73,13 +73,7 @@ def masker_config(overrides: list[str], base: dict[str, Any] | None = None) -> M
     naming it."""
     tree = copy.deepcopy(base) if base is not None else {}
     for text in overrides:
-        path, value = parse_override(text)
-        node = tree
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {text}: '{part}' is not a section")
-        node[path[-1]] = value
+        apply_override(tree, *parse_override(text))
     source = "train-masker --set" if overrides else "train-masker settings"
     return build(MaskerConfig, tree, source=source)
 
