@@ -112,6 +112,11 @@ class TrainingConfig:
     """Under torchrun, normalise batch norms with the statistics of the global batch
     (``torch.nn.SyncBatchNorm``, CUDA only) instead of each process's own batch
     (docs/distributed.md). No effect on one process."""
+    cache_frozen_trunk: bool = field(default=False, metadata=rule(may_change_on_resume=True))
+    """Compute the frozen trunk's output maps of the training and validation images once
+    and train the warm-up and last-layer stages on them (docs/pretrained-trunks.md): exact
+    for unaugmented images, much faster with a large pretrained trunk, C x h x w floats of
+    host memory per image."""
     learning_rates: LearningRates = field(default_factory=LearningRates, metadata=rule(
         every=Rule(minimum=0),
         fields={"joint_step_size": Rule(minimum=1), "joint_gamma": Rule(above=0)}))

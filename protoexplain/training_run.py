@@ -67,6 +67,7 @@ from protoexplain.factory import (
     skipped_images,
     use_deterministic_kernels,
 )
+from protoexplain.frozen_trunk_cache import FrozenTrunkCache, check_cacheable
 from protoexplain.run_start import resume_point
 from prototypes import (
     LossCoefficients,
@@ -207,15 +208,16 @@ def _format_stage(stage, total: int, stats: dict[str, float], val: dict[str, flo
 
 
 def _validate(model: torch.nn.Module, loader: Any, coefs: Any, loss_fn: BatchLoss,
-              device: torch.device, classes: list[str] | None) -> dict[str, float]:
+              device: torch.device, classes: list[str] | None,
+              forward: Callable[[torch.Tensor], Any] | None = None) -> dict[str, float]:
     """Validation loss terms and accuracy, plus ``auroc`` (the mean over classes whose AUROC
     is defined; NaN when none is) when ``classes`` are given (multi-label data)."""
     if classes is None:
         return run_epoch(model, loader, None, coefs, train=False, device=device,
-                         loss_fn=loss_fn)
+                         loss_fn=loss_fn, forward=forward)
     recorder = ScoreRecorder(loss_fn)
     stats = run_epoch(model, loader, None, coefs, train=False, device=device,
-                      loss_fn=recorder)
+                      loss_fn=recorder, forward=forward)
     mean = recorder.auroc(classes).mean
     stats["auroc"] = float("nan") if mean is None else mean
     return stats
@@ -251,6 +253,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     torch.manual_seed(config.seed)
 
     data = build_run_data(config)
+    check_cacheable(config, data)
     model = build_model(config, data.num_classes, data.image_size)
     if config.training.sync_batchnorm:
         model = _use_sync_batchnorm(model, device)
@@ -301,6 +304,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     val_loader = make_loader(data.val, config.data.eval_batch_size, config)
     push_loader = make_loader(data.push, config.data.eval_batch_size, config, shard=True)
     reduce = distributed.all_reduce_sum if world > 1 else None
+    trunk_cache = (FrozenTrunkCache(model, data, config, device, progress=progress)
+                   if config.training.cache_frozen_trunk else None)
     stage_bar = tqdm(total=len(stages), initial=state["next_stage"], desc="training",
                      unit="stage", disable=not progress)
     saved = state["next_stage"]  # the stages checkpoint.pt holds
@@ -315,9 +320,14 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
             else:
                 pretraining = stage.kind == "pretrain"
                 set_phase(model, "joint" if pretraining else stage.kind)
-                loader = make_loader(data.train, batch_size, config, shard=True,
-                                     shuffle_seed=_stage_seed(config.seed, stage.index))
+                cached = trunk_cache is not None and trunk_cache.covers(stage.kind)
+                seed = _stage_seed(config.seed, stage.index)
+                loader = (trunk_cache.train_batches(batch_size, seed) if cached else
+                          make_loader(data.train, batch_size, config, shard=True,
+                                      shuffle_seed=seed))
                 trainee = pretrainer if pretraining else model
+                forward = (model.forward_from_trunk if cached else
+                           _parallel(trainee, device, pretraining=pretraining))
                 if world > 1:
                     torch.manual_seed(process_seed(config.seed, stage.index,
                                                    distributed.rank()))
@@ -326,7 +336,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                                       optimizers[stage.kind].optimizer, coefs, train=True,
                                       device=device, progress=progress, epoch=stage.epoch,
                                       loss_fn=pretraining_loss if pretraining else parts.loss_fn,
-                                      forward=_parallel(trainee, device, pretraining=pretraining),
+                                      forward=forward,
                                       reduce=reduce)
                 except NonFiniteLossError as error:
                     stage_bar.close()
@@ -338,8 +348,13 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
             if stage.kind == "pretrain":
                 val = run_epoch(pretrainer, val_loader, None, coefs, train=False, device=device,
                                 loss_fn=pretraining_loss)
+            elif trunk_cache is not None and trunk_cache.covers(stage.kind):
+                val = _validate(model, trunk_cache.val_batches(), coefs, parts.loss_fn, device,
+                                classes, forward=model.forward_from_trunk)
             else:
                 val = _validate(model, val_loader, coefs, parts.loss_fn, device, classes)
+            if trunk_cache is not None:
+                trunk_cache.after_stage(stage.kind)
             seconds = time.perf_counter() - started
             entry = {"stage": stage.index, "kind": stage.kind, "epoch": stage.epoch,
                      "seconds": round(seconds, 3),

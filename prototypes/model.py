@@ -160,6 +160,13 @@ class ProtoPNet(PrototypeNetwork):
         minima into similarities, and feed those to the last layer.
         """
         trunk, shallow = trunk_maps(self.features, self.normalize(images), self.shallow_index)
+        return self.forward_from_trunk(trunk, shallow)
+
+    def forward_from_trunk(self, trunk: torch.Tensor,
+                           shallow: torch.Tensor | None = None) -> ProtoPNetOutput:
+        """What :meth:`forward` does after the trunk, from its output ``trunk``
+        (B, C, h, w) (and the shallow map, when kept); training with a frozen trunk's cached
+        maps calls it (:mod:`prototypes.trunk_cache`)."""
         latent = self.add_on_layers(trunk)
         distance_maps = self.distances(latent)
         min_distances = distance_maps.flatten(2).min(dim=2).values

@@ -67,7 +67,8 @@ class XProtoNetOutput:
     feature vector (each prototype's score); ``prototype_features`` (B, P, D): those feature
     vectors ``f_p(x)``; ``latent`` (B, D, h, w): the feature module's output; ``images``
     (B, 3, H, W): the input in [0, 1], kept for losses that need a second pass on transformed
-    inputs (the occurrence transformation loss).
+    inputs (the occurrence transformation loss); ``None`` when the output was computed from
+    cached trunk maps.
     """
 
     logits: torch.Tensor
@@ -75,7 +76,7 @@ class XProtoNetOutput:
     similarities: torch.Tensor
     prototype_features: torch.Tensor
     latent: torch.Tensor
-    images: torch.Tensor
+    images: torch.Tensor | None
 
     @property
     def occurrence_maps(self) -> torch.Tensor:
@@ -223,7 +224,13 @@ class XProtoNet(PrototypeNetwork):
 
     def forward(self, images: torch.Tensor) -> XProtoNetOutput:
         """Score images (B, 3, H, W) in [0, 1] (normalised here with the model's mean/std)."""
-        trunk = self.features(self.normalize(images))
+        return self.forward_from_trunk(self.features(self.normalize(images)), images)
+
+    def forward_from_trunk(self, trunk: torch.Tensor,
+                           images: torch.Tensor | None = None) -> XProtoNetOutput:
+        """What :meth:`forward` does after the trunk, from its output ``trunk``
+        (B, C, h, w); training with a frozen trunk's cached maps calls it without ``images``
+        (:mod:`prototypes.trunk_cache`), which the transformation loss then cannot use."""
         latent = self.feature_module(trunk)
         occurrence = self.occurrence_module(trunk)
         features = occurrence_pooling(occurrence, latent)

@@ -171,6 +171,10 @@ def xprotonet_loss(output: XProtoNetOutput, labels: torch.Tensor, model: XProtoN
              + coefs.l1 * l1)
     if coefs.transformation != 0 and _transformation_term_applies(model):
         images = output.images
+        if images is None:
+            raise ValueError("the transformation loss needs the input images, which an output "
+                             "computed from cached trunk maps does not keep (set its "
+                             "coefficient to 0, or do not cache the trunk)")
         height, width = images.shape[-2:]
         theta = random_affine(batch, max_rotation=coefs.max_rotation,
                               min_scale=coefs.min_scale, max_scale=coefs.max_scale,

@@ -158,3 +158,11 @@ def test_labels_are_checked():
         as_multi_hot(torch.tensor([0, 3]), 3)
     torch.testing.assert_close(as_multi_hot(torch.tensor([2, 0]), 3),
                                torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]))
+
+
+def test_transformation_term_on_an_output_without_images_names_the_problem():
+    model = make_xprotonet()
+    set_phase(model, "warm")
+    trunk = model.features(model.normalize(torch.rand(2, 3, 16, 16)))
+    with pytest.raises(ValueError, match="transformation loss needs the input images"):
+        xprotonet_loss(model.forward_from_trunk(trunk), torch.tensor([0, 1]), model)
