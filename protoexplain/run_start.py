@@ -7,11 +7,12 @@
   error, never a fresh start.
 - ``--resume`` continues the run the checkpoint holds: the config may differ from the
   checkpoint's only in the keys whose rule allows it (:func:`protoexplain.config_schema.
-  may_change_on_resume`: ``device``, ``data.num_workers`` and the ``localization`` section,
-  which change where the run computes or what is measured after training, not what is
-  trained). Any other difference is refused with the list of differences; an allowed one is
-  logged, recorded in the checkpoint's ``training_state["config_changes"]`` and in
-  ``metrics.json``, and ``config.yaml`` is rewritten.
+  may_change_on_resume`: ``device``, ``data.num_workers``, ``training.cache_frozen_trunk``
+  and the ``localization`` section, which change where or how fast the run computes or what
+  is measured after training, not what is trained). Any other difference is refused with
+  the list of differences; an allowed one is logged, recorded in the checkpoint's
+  ``training_state["config_changes"]`` and in ``metrics.json``, and ``config.yaml`` is
+  rewritten.
 """
 
 from __future__ import annotations

@@ -307,7 +307,8 @@ def test_ctrl_c_keeps_the_last_stage_and_names_the_resume_command_which_refuses_
     assert "--resume: the config differs from the one" in error
     assert "model.prototype_dim: 8 in the run, 16 now; training.epochs: 3 in the run, 4 now" \
         in error
-    assert "Only device, data.num_workers, localization.* may change on resume" in error
+    assert ("Only device, data.num_workers, training.cache_frozen_trunk, localization.* may "
+            "change on resume") in error
 
     # a key that may change: accepted, recorded and written to config.yaml
     assert main([*command[1:], *_sets("localization.images_per_prototype=2")]) == 0
