@@ -81,8 +81,9 @@ class FrozenTrunkCache:
         if split not in self.maps:
             dataset = self.data.push if split == "train" else self.data.val  # unaugmented
             loader = make_loader(dataset, self.config.data.eval_batch_size, self.config)
-            self.maps[split] = TrunkMaps.compute(self.model, loader, device=self.device,
-                                                 progress=self.progress)
+            self.maps[split] = TrunkMaps.compute(self.model.features, loader,
+                                                 normalize=self.model.normalize,
+                                                 device=self.device, progress=self.progress)
             log.info("cached the trunk maps of the %s set: %d images, %.2f GB", split,
                      len(self.maps[split]), self.maps[split].nbytes / 1e9)
         return self.maps[split]

@@ -312,6 +312,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     try:
         for stage in stages[state["next_stage"]:]:
             started = time.perf_counter()
+            cached = trunk_cache is not None and trunk_cache.covers(stage.kind)
             if stage.kind == "push":
                 records = parts.push(model, push_loader, progress=progress)
                 state["records"] = [record.to_dict() for record in records]
@@ -320,7 +321,6 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
             else:
                 pretraining = stage.kind == "pretrain"
                 set_phase(model, "joint" if pretraining else stage.kind)
-                cached = trunk_cache is not None and trunk_cache.covers(stage.kind)
                 seed = _stage_seed(config.seed, stage.index)
                 loader = (trunk_cache.train_batches(batch_size, seed) if cached else
                           make_loader(data.train, batch_size, config, shard=True,
@@ -348,7 +348,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
             if stage.kind == "pretrain":
                 val = run_epoch(pretrainer, val_loader, None, coefs, train=False, device=device,
                                 loss_fn=pretraining_loss)
-            elif trunk_cache is not None and trunk_cache.covers(stage.kind):
+            elif cached:
                 val = _validate(model, trunk_cache.val_batches(), coefs, parts.loss_fn, device,
                                 classes, forward=model.forward_from_trunk)
             else:

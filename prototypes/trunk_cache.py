@@ -15,7 +15,7 @@ image for an index every time (no random augmentation). Checking that is the cal
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -36,12 +36,13 @@ class TrunkMaps:
 
     @classmethod
     @torch.no_grad()
-    def compute(cls, model: nn.Module, loader: Iterable[dict[str, Any]], *,
+    def compute(cls, trunk: nn.Module, loader: Iterable[dict[str, Any]], *,
+                normalize: Callable[[torch.Tensor], torch.Tensor],
                 device: torch.device | str, progress: bool = False) -> TrunkMaps:
-        """Run ``model``'s trunk (``model.features`` after ``model.normalize``) in eval mode
-        over ``loader`` (unshuffled, yielding ``image`` and ``label``), restoring the
-        trunk's modes afterwards."""
-        trunk = model.features
+        """Run ``trunk`` in eval mode on ``normalize(images)`` over ``loader`` (unshuffled,
+        yielding ``image`` in [0, 1] and ``label``), restoring the trunk's modes afterwards.
+        For a prototype model: ``compute(model.features, loader,
+        normalize=model.normalize, ...)``."""
         modes = [module.training for module in trunk.modules()]
         trunk.eval()
         maps, labels = [], []
@@ -49,7 +50,7 @@ class TrunkMaps:
             for batch in tqdm(loader, desc="caching trunk maps", disable=not progress,
                               leave=False):
                 images = batch["image"].to(device)
-                maps.append(trunk(model.normalize(images)).contiguous().cpu())
+                maps.append(trunk(normalize(images)).contiguous().cpu())
                 labels.append(torch.as_tensor(batch["label"]).cpu())
         finally:
             for module, mode in zip(trunk.modules(), modes, strict=True):

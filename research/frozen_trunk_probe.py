@@ -25,31 +25,26 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from study_io import publish_report
 from torch import nn
-from tqdm import tqdm
 
 from protoexplain.config import load_config
 from protoexplain.factory import build_dataset, make_loader
 from prototypes.backbones import build_backbone
+from prototypes.trunk_cache import TrunkMaps
 
 POOLINGS = ("average", "max")
 """How the latent map (B, C, h, w) becomes one vector per image."""
 
 
-@torch.no_grad()
 def pooled_features(trunk: nn.Module, loader, mean: torch.Tensor, std: torch.Tensor,
                     progress: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Per pooling of :data:`POOLINGS`, the (N, C) features of every image of ``loader``
     (images in [0, 1], normalised here with ``mean`` and ``std``), and the (N,) labels."""
-    trunk.eval()
-    features: dict[str, list[torch.Tensor]] = {pooling: [] for pooling in POOLINGS}
-    labels = []
-    for batch in tqdm(loader, desc="features", disable=not progress, leave=False):
-        images = (batch["image"] - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
-        latent = trunk(images)
-        features["average"].append(latent.mean(dim=(2, 3)))
-        features["max"].append(latent.amax(dim=(2, 3)))
-        labels.append(batch["label"])
-    return {k: torch.cat(v) for k, v in features.items()}, torch.cat(labels)
+    maps = TrunkMaps.compute(
+        trunk, loader, normalize=lambda images: ((images - mean.view(1, -1, 1, 1))
+                                                 / std.view(1, -1, 1, 1)),
+        device="cpu", progress=progress)
+    return ({"average": maps.maps.mean(dim=(2, 3)), "max": maps.maps.amax(dim=(2, 3))},
+            maps.labels)
 
 
 def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,

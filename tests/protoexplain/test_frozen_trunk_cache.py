@@ -41,9 +41,9 @@ def _count_computes(monkeypatch):
     calls = []
     real = prototypes.trunk_cache.TrunkMaps.compute.__func__
 
-    def compute(cls, model, loader, **kwargs):
+    def compute(cls, trunk, loader, **kwargs):
         calls.append(len(loader.dataset))
-        return real(cls, model, loader, **kwargs)
+        return real(cls, trunk, loader, **kwargs)
 
     monkeypatch.setattr(prototypes.trunk_cache.TrunkMaps, "compute", classmethod(compute))
     return calls

@@ -21,7 +21,8 @@ def _protopnet():
 def test_maps_are_the_trunk_output_in_eval_mode_and_modes_are_restored():
     model = _protopnet().train()
     images, labels = torch.rand(10, 3, 32, 32), torch.arange(10) % 3
-    maps = TrunkMaps.compute(model, _loader(images, labels, 4), device="cpu")
+    maps = TrunkMaps.compute(model.features, _loader(images, labels, 4),
+                             normalize=model.normalize, device="cpu")
     assert model.features.training and all(m.training for m in model.features.modules())
     model.eval()
     with torch.no_grad():
