@@ -159,6 +159,11 @@ class EfficientNetLite(nn.Module):
         # loaded weights keep this layout (load_state_dict copies into the parameters).
         self.to(memory_format=torch.channels_last)
 
+    def feature_stages(self) -> list[nn.Module]:
+        """The MBConv blocks, in order: the modules whose outputs are the trunk's successive
+        feature maps before the head (read by :mod:`prototypes.mask_predictor`)."""
+        return list(self._blocks)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu6(self._bn0(self._conv_stem(x.contiguous(memory_format=torch.channels_last))))
         for block in self._blocks:

@@ -9,8 +9,10 @@ objective and its training loop are in :mod:`prototypes.mask_predictor_training`
 Architecture (our choices, each an option of :class:`MaskPredictorConfig`):
 
 - **Encoder**: the model's own frozen trunk. Forward hooks catch the output of the last
-  top-level trunk child of each of the ``levels`` coarsest resolutions (the last child of a
-  resolution is followed by a resolution change, so no later in-place op overwrites it). The
+  trunk stage (:func:`trunk_stages`: the top-level children of an ``nn.Sequential`` trunk,
+  the MBConv blocks of an EfficientNet-Lite) of each of the ``levels`` coarsest resolutions
+  (the last stage of a resolution is followed by a resolution change, so no later in-place
+  op overwrites it). The
   coarsest level is the trunk's output, to which the latent map (the add-on layers' output,
   where the prototypes live) is concatenated. All features come from the one model pass that
   also gives the similarity maps; they are computed once per image and shared by all its
@@ -40,7 +42,7 @@ from hdm.maps import resize_maps
 from prototypes.prototype_network import PrototypeNetwork
 
 __all__ = ["CONDITIONINGS", "MaskPredictor", "MaskPredictorConfig", "PairFeatures",
-           "trunk_levels"]
+           "trunk_levels", "trunk_stages"]
 
 CONDITIONINGS = ("similarity", "vector", "both")
 """How the decoder learns which prototype to localize (module docstring)."""
@@ -75,27 +77,40 @@ class MaskPredictorConfig:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-def trunk_levels(model: PrototypeNetwork, levels: int) -> tuple[list[int], list[int]]:
-    """Indices of the trunk children the decoder reads, finest last, and their channels.
+def trunk_stages(trunk: nn.Module) -> list[nn.Module]:
+    """The modules whose outputs are the trunk's successive feature maps, in order.
 
-    For each spatial size the trunk produces, the last top-level child producing it; the
-    ``levels`` coarsest of these sizes (fewer when the trunk has fewer). Found with one pass of
-    a zero image of the model's ``image_size``.
+    The children of an ``nn.Sequential`` trunk (the small CNN, ResNet, VGG, DenseNet); for any
+    other trunk, what its ``feature_stages()`` method returns (an EfficientNet-Lite: its MBConv
+    blocks) followed by the trunk itself, whose output is the trunk's output.
     """
-    trunk = model.features
-    if not isinstance(trunk, nn.Sequential) or len(trunk) == 0:
-        raise ValueError("the mask predictor needs a trunk that is an nn.Sequential "
-                         f"(model.features), got {type(trunk).__name__}")
+    if isinstance(trunk, nn.Sequential) and len(trunk):
+        return list(trunk)
+    stages = getattr(trunk, "feature_stages", None)
+    if not callable(stages):
+        raise ValueError("the mask predictor reads a trunk (model.features) that is an "
+                         "nn.Sequential or has a feature_stages() method; "
+                         f"{type(trunk).__name__} has neither")
+    return [*stages(), trunk]
+
+
+def trunk_levels(model: PrototypeNetwork, levels: int) -> tuple[list[int], list[int]]:
+    """Indices into :func:`trunk_stages` of the stages the decoder reads, coarsest first, and
+    their channels.
+
+    For each spatial size the trunk produces, the last stage producing it; the ``levels``
+    coarsest of these sizes (fewer when the trunk has fewer). Found with one pass of a zero
+    image of the model's ``image_size``.
+    """
+    stages = trunk_stages(model.features)
     parameter = next(model.parameters())
-    sides, widths = [], []
-    with evaluation_mode(trunk):
-        x = torch.zeros(1, 3, *model.image_size, device=parameter.device,
-                        dtype=parameter.dtype)
-        for child in trunk:
-            x = child(x)
-            sides.append(tuple(x.shape[-2:]))
-            widths.append(int(x.shape[1]))
-    last_of_side = {side: index for index, side in enumerate(sides)}  # the last child wins
+    with evaluation_mode(model.features), record_activations(stages) as recorded, \
+            torch.no_grad():
+        model.features(torch.zeros(1, 3, *model.image_size, device=parameter.device,
+                                   dtype=parameter.dtype))
+    sides = [tuple(recorded[i].shape[-2:]) for i in range(len(stages))]
+    widths = [int(recorded[i].shape[1]) for i in range(len(stages))]
+    last_of_side = {side: index for index, side in enumerate(sides)}  # the last stage wins
     chosen = sorted(last_of_side.values())[-levels:]  # holds the trunk's output, the last
     chosen = sorted(chosen, key=lambda i: sides[i][0] * sides[i][1])  # coarsest first
     return chosen, [widths[i] for i in chosen]
@@ -180,7 +195,8 @@ class MaskPredictor(nn.Module):
             distinct = distinct.view(-1, *images.shape[1:])
         else:
             distinct = images
-        children = [model.features[i] for i in self.trunk_indices]
+        stages = trunk_stages(model.features)
+        children = [stages[i] for i in self.trunk_indices]
         with evaluation_mode(model), record_activations(children) as recorded:
             output = model(distinct)
         levels = [recorded[i] for i in range(len(children))]

@@ -4,7 +4,13 @@ image, batch independence, and its settings."""
 import pytest
 import torch
 
-from prototypes.mask_predictor import MaskPredictor, MaskPredictorConfig, trunk_levels
+from prototypes import ProtoPNet
+from prototypes.mask_predictor import (
+    MaskPredictor,
+    MaskPredictorConfig,
+    trunk_levels,
+    trunk_stages,
+)
 from tests.prototypes.tiny_protopnet import make_model
 
 
@@ -26,6 +32,27 @@ def test_levels_are_the_last_child_of_each_of_the_coarsest_resolutions(model):
     assert all(sides[i + 1] != sides[i] for i in indices if i + 1 < len(sides))
     assert indices[0] == len(model.features) - 1
     assert len(trunk_levels(model, 10)[0]) == 4  # no more levels than resolutions
+
+
+def test_reads_the_blocks_of_an_efficientnet_lite_trunk():
+    # Lite0 at 64 px: blocks end at 32, 16, 8, 4 and 2 px; the head gives the 2x2 output
+    torch.manual_seed(0)
+    model = ProtoPNet("efficientnet_lite0", 2, prototypes_per_class=1, prototype_dim=8,
+                      image_size=64).eval()
+    stages = trunk_stages(model.features)
+    assert stages[-1] is model.features and len(stages) == len(model.features._blocks) + 1
+    indices, widths = trunk_levels(model, 3)
+    assert indices[0] == len(stages) - 1 and widths == [1280, 112, 40]
+    predictor = MaskPredictor(model, MaskPredictorConfig(channels=8))
+    masks = predictor(model, torch.rand(3, 3, 64, 64), torch.tensor([0, 1, 1]))
+    assert masks.shape == (3, 64, 64) and 0 <= masks.min() <= masks.max() <= 1
+    assert predictor.logits(model, predictor.features(
+        model, torch.rand(1, 3, 64, 64), torch.tensor([0]))).shape == (1, 8, 8)
+
+
+def test_a_trunk_without_stages_is_refused_by_name():
+    with pytest.raises(ValueError, match="Identity has neither"):
+        trunk_stages(torch.nn.Identity())
 
 
 @pytest.mark.parametrize("conditioning", ["similarity", "vector", "both"])
