@@ -249,7 +249,9 @@ def compare_across_runs(runs: Sequence[Mapping[str, Mapping[str, float]]], metho
     (paired: sample standard deviation of the gains over sqrt(runs)), which says whether the
     gain is there at all, where ``spread`` asks whether it is large; ``wins``, how many runs
     have a positive gain; ``beats``, 1.0 when ``gain > spread`` and ``worst_gain > 0`` (NaN
-    with fewer than two runs).
+    with fewer than two runs); ``share``, the method's value as a fraction of the baseline's,
+    per run, averaged over the runs where the baseline's is not zero (how close the method
+    comes to the baseline, as in "90 % of HDM's relevance"; NaN when there are none).
     """
     comparison: dict[str, dict[str, float]] = {}
     for metric in (m for m in metrics if not is_model_level(m)):
@@ -263,6 +265,8 @@ def compare_across_runs(runs: Sequence[Mapping[str, Mapping[str, float]]], metho
         gains = sign * (values[:, 0] - values[:, 1])
         spread = (float(values.std(dim=0).max()) if values.shape[0] > 1 else float("nan"))
         gain, worst = float(gains.mean()), float(gains.min())
+        nonzero = values[:, 1] != 0
+        shares = values[nonzero, 0] / values[nonzero, 1]
         comparison[metric] = {
             "gain": gain, "spread": spread, "worst_gain": worst,
             "gain_se": (float(gains.std() / math.sqrt(len(gains))) if len(gains) > 1
@@ -270,6 +274,7 @@ def compare_across_runs(runs: Sequence[Mapping[str, Mapping[str, float]]], metho
             "wins": float((gains > 0).sum()),
             "beats": float(gain > spread and worst > 0) if math.isfinite(spread) else math.nan,
             "runs": float(values.shape[0]),
+            "share": float(shares.mean()) if len(shares) else math.nan,
         }
     return comparison
 
@@ -278,11 +283,13 @@ def comparison_table(comparison: Mapping[str, Mapping[str, float]], method: str,
                      baseline: str) -> str:
     """Markdown table of :func:`compare_across_runs`."""
     lines = [f"| metric | gain of {method} over {baseline} | paired s.e. | seed spread "
-             "| worst seed's gain | seeds won | beats by more than the spread |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+             "| worst seed's gain | seeds won | beats by more than the spread "
+             f"| {method} as % of {baseline} |",
+             "|---|---:|---:|---:|---:|---:|---|---:|"]
     for metric, row in comparison.items():
         verdict = "n/a" if math.isnan(row["beats"]) else ("yes" if row["beats"] else "no")
         lines.append(f"| {_label(metric)} | {row['gain']:+.3f} | {row['gain_se']:.3f} | "
                      f"{row['spread']:.3f} | {row['worst_gain']:+.3f} | "
-                     f"{row['wins']:.0f}/{row['runs']:.0f} | {verdict} |")
+                     f"{row['wins']:.0f}/{row['runs']:.0f} | {verdict} | "
+                     f"{100 * row.get('share', math.nan):.0f} % |")
     return "\n".join(lines) + "\n"

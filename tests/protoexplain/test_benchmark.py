@@ -134,8 +134,20 @@ def test_comparison_across_runs_needs_the_gain_to_exceed_the_seed_spread():
     assert fidelity["gain_se"] == pytest.approx(math.sqrt(0.00245) / math.sqrt(2))
     assert relevance["gain_se"] == pytest.approx(0.0, abs=1e-12)
     assert math.isnan(single["relevance"]["gain_se"])
-    assert lines[2] == "| relevance ↑ | +0.300 | 0.000 | 0.071 | +0.300 | 2/2 | yes |"
-    assert lines[3] == "| deletion ↓ | -0.100 | 0.000 | 0.014 | -0.100 | 0/2 | no |"
+    # share: per run 0.6 / 0.3 and 0.7 / 0.4, averaged
+    assert relevance["share"] == pytest.approx((2.0 + 1.75) / 2)
+    assert lines[2] == "| relevance ↑ | +0.300 | 0.000 | 0.071 | +0.300 | 2/2 | yes | 188 % |"
+    # deletion's share: (0.30 / 0.20 + 0.32 / 0.22) / 2
+    assert lines[3] == "| deletion ↓ | -0.100 | 0.000 | 0.014 | -0.100 | 0/2 | no | 148 % |"
+
+
+def test_share_of_the_baseline_skips_runs_where_the_baseline_is_zero():
+    runs = [{"a": {"relevance": 0.45}, "b": {"relevance": 0.5}},
+            {"a": {"relevance": 0.2}, "b": {"relevance": 0.0}}]
+    assert compare_across_runs(runs, "a", "b", ["relevance"])["relevance"]["share"] == \
+        pytest.approx(0.9)
+    runs = [{"a": {"relevance": 0.2}, "b": {"relevance": 0.0}}]
+    assert math.isnan(compare_across_runs(runs, "a", "b", ["relevance"])["relevance"]["share"])
 
 
 def test_benchmark_needs_methods_and_readable_results(tmp_path):
