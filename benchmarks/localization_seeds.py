@@ -218,12 +218,32 @@ CACHE_NAME = "seed_study.json"
 """Per-method results of a run, kept in its directory with the settings that produced them."""
 
 
-def method_defaults(run_dir: Path, method: str) -> dict:
-    """What a method's cached results depend on besides the study's settings: its prototype
-    defaults, and for ``amortized`` the settings of the run's mask predictor."""
+def method_settings(run_dir: Path, method: str, localization: LocalizationConfig) -> dict:
+    """What a method's cached results depend on besides the study's settings: its own
+    ``method_options``, its prototype defaults, and for ``amortized`` the settings of the
+    run's mask predictor. Changing one method's options recomputes that method alone."""
     if method == AMORTIZED and (run_dir / MASKER_NAME).exists():
-        return {"masker": load_checkpoint(run_dir / MASKER_NAME)["config"]}
-    return PROTOTYPE_DEFAULTS.get(method, {})
+        defaults = {"masker": load_checkpoint(run_dir / MASKER_NAME)["config"]}
+    else:
+        defaults = PROTOTYPE_DEFAULTS.get(method, {})
+    return {"options": localization.method_options.get(method, {}), "defaults": defaults}
+
+
+def read_cache(path: Path) -> dict:
+    """A run's cache, ``{"settings", "method_settings", "results"}``; empty when there is
+    none. A cache that keyed every method on all methods' options at once (``settings``
+    holding ``method_options``, ``defaults`` per method) is read into that form."""
+    if not path.exists():
+        return {}
+    cache = json.loads(path.read_text())
+    if "method_options" in cache.get("settings", {}):
+        settings = dict(cache["settings"])
+        options = settings.pop("method_options")
+        defaults = cache.get("defaults", {})
+        cache = {"settings": settings, "results": cache["results"], "method_settings": {
+            method: {"options": options.get(method, {}), "defaults": defaults.get(method, {})}
+            for method in cache["results"]}}
+    return cache
 
 
 def cached_benchmark(
@@ -234,9 +254,8 @@ def cached_benchmark(
     progress: bool,
 ) -> dict:
     """Benchmark results of ``methods`` on a run, computing only those not already cached
-    under the same settings (metrics version, pairs per prototype, metric and method options)
-    and, per method, the same prototype defaults
-    (:data:`prototypes.localization.learned_masks.PROTOTYPE_DEFAULTS`).
+    under the same settings (metrics version, pairs per prototype, metric options) and, per
+    method, the same :func:`method_settings`.
 
     ``localization``: the study's localization settings (its ``--set`` overrides included);
     they replace those the run was trained with, which only matter for the benchmark."""
@@ -246,27 +265,25 @@ def cached_benchmark(
         "metrics_version": METRICS_VERSION,
         "images_per_prototype": images_per_prototype,
         "metric_options": localization.metric_options,
-        "method_options": localization.method_options,
     }
     cache_path = run_dir / CACHE_NAME
-    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    cache = read_cache(cache_path)
     same = cache.get("settings") == settings
     results = nan_for_null(cache["results"]) if same else {}
-    defaults = cache.get("defaults", {}) if same else {}
-    missing = [
-        method
-        for method in methods
-        if method not in results or defaults.get(method, {}) != method_defaults(run_dir, method)
-    ]
+    known = cache.get("method_settings", {}) if same else {}
+    wanted = {method: json.loads(json.dumps(method_settings(run_dir, method, localization)))
+              for method in methods}  # as read back from the cache (lists, not tuples)
+    missing = [method for method in methods
+               if method not in results or known.get(method) != wanted[method]]
     if missing:
         fresh = benchmark_run(
             run, missing, images_per_prototype=images_per_prototype, progress=progress
         )
         results.update(fresh)
-        defaults.update({method: method_defaults(run_dir, method) for method in missing})
+        known.update({method: wanted[method] for method in missing})
         atomic_write_json(
             cache_path,
-            finite({"settings": settings, "defaults": defaults, "results": results}),
+            finite({"settings": settings, "method_settings": known, "results": results}),
         )
     if AMORTIZED in results and (run_dir / MASKER_NAME).exists():  # against a cached HDM too
         add_training_cost(results, load_checkpoint(run_dir / MASKER_NAME)["record"])

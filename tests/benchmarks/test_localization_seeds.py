@@ -62,6 +62,45 @@ def test_overrides_apply_to_trained_runs_and_cached_methods_are_reused(tmp_path)
     assert "responsible_part_hit" in fourth["upsample"]
 
 
+def test_a_methods_options_recompute_that_method_alone(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({"seed": 0}))
+    common = [str(config), "--seeds", "0", "--images-per-prototype", "1", "--runs",
+              str(tmp_path / "runs"), "--out", str(tmp_path / "study"), "--no-progress",
+              "--methods", "upsample,mdm",
+              *(item for override in TINY for item in ("--set", override)),
+              "--set", "localization.metric_options={stability: false, sanity: false}"]
+    localization_seeds.main([*common, "--set", "localization.method_options={mdm: {steps: 2}}"])
+    cache_path = tmp_path / "runs" / "tiny_seed0" / "seed_study.json"
+    cache = json.loads(cache_path.read_text())
+    assert cache["method_settings"]["mdm"]["options"] == {"steps": 2}
+    cache["results"]["upsample"]["relevance"] = -1.0  # marks upsample's cached result
+    cache["results"]["mdm"]["relevance"] = -1.0
+    cache_path.write_text(json.dumps(cache))
+
+    localization_seeds.main([*common, "--set", "localization.method_options={mdm: {steps: 3}}"])
+    cache = json.loads(cache_path.read_text())
+    assert cache["results"]["upsample"]["relevance"] == -1.0  # reused
+    assert cache["results"]["mdm"]["relevance"] != -1.0  # computed again with 3 steps
+    assert cache["method_settings"]["mdm"]["options"] == {"steps": 3}
+
+
+def test_a_cache_keyed_on_all_method_options_is_read_per_method(tmp_path):
+    old = {"settings": {"metrics_version": 3, "images_per_prototype": 1, "metric_options": {},
+                        "method_options": {"hdm": {"benchmark_steps": 10}}},
+           "defaults": {"hdm": {"stages": 1}, "upsample": {}},
+           "results": {"hdm": {"relevance": 0.5}, "upsample": {"relevance": 0.1}}}
+    (tmp_path / "seed_study.json").write_text(json.dumps(old))
+    cache = localization_seeds.read_cache(tmp_path / "seed_study.json")
+    assert cache["settings"] == {"metrics_version": 3, "images_per_prototype": 1,
+                                 "metric_options": {}}
+    assert cache["method_settings"] == {
+        "hdm": {"options": {"benchmark_steps": 10}, "defaults": {"stages": 1}},
+        "upsample": {"options": {}, "defaults": {}}}
+    assert cache["results"] == old["results"]
+    assert localization_seeds.read_cache(tmp_path / "none.json") == {}
+
+
 def _saved_study(path: Path, consistencies: dict, *, config: str = "configs/a.yaml",
                  overrides: list | None = None) -> Path:
     """A saved study: per seed, upsample's and hdm's consistency (and mdm's in the first)."""
