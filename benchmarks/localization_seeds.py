@@ -108,6 +108,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="pool the --from-json studies even where their settings differ (say, one "
         "computed stability and another did not); each file's settings stay in OUT.json",
     )
+    parser.add_argument("--no-report", action="store_true",
+                        help="do not write each trained run's HTML report (a third to a half "
+                             "of a small run's time; 'protoexplain report RUN_DIR' writes it "
+                             "later)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.config is None and args.from_json is None:
@@ -314,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         if not (run_dir / "metrics.json").exists():
             # an interrupted training continues from its last completed stage (exactly)
             resume = (run_dir / CHECKPOINT_NAME).exists()
-            train_and_report(config, run_dir, resume=resume, progress=progress)
+            train_and_report(config, run_dir, resume=resume, progress=progress,
+                             report=not args.no_report)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         if not QUALITY.intersection(metrics):  # interrupted after training, before the test
             metrics = evaluate_run(load_run(run_dir), progress=progress)

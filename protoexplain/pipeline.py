@@ -109,8 +109,9 @@ def benchmark_run(run: LoadedRun, methods: list[str], *, images_per_prototype: i
 
 
 def train_and_report(config: Config, run_dir: str | Path, *, resume: bool = False,
-                     progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) a run, then evaluate it and write every output file."""
+                     progress: bool = True, report: bool = True) -> dict[str, Any]:
+    """Train (or resume) a run, then evaluate it and write every output file (the HTML
+    report only with ``report``; ``protoexplain report RUN_DIR`` writes it later)."""
     run_dir = Path(run_dir)
     started = time.perf_counter()
     result = train(config, run_dir, resume=resume, progress=progress)
@@ -140,8 +141,8 @@ def train_and_report(config: Config, run_dir: str | Path, *, resume: bool = Fals
     localization = config.localization
     benchmark_run(run, localization.evaluation_methods,
                   images_per_prototype=localization.images_per_prototype, progress=progress)
-    report = write_report(run, progress=progress)
-    log.info("report -> %s", report.path)
+    if report:
+        log.info("report -> %s", write_report(run, progress=progress).path)
     log.info("%s (%s %.4f, selected stage %d); run directory %s", headline(metrics),
              result.selection_metric, result.best_val_score, result.best_stage + 1, run_dir)
     return metrics

@@ -35,6 +35,7 @@ def test_overrides_apply_to_trained_runs_and_cached_methods_are_reused(tmp_path)
     assert "stability" not in first["upsample"] and first["upsample"]["pairs"] == 2
     run_dir = tmp_path / "runs" / "tiny_seed0"
     trained = (run_dir / "checkpoint.pt").stat().st_mtime_ns
+    assert (run_dir / "report" / "index.html").exists()
 
     # the run was trained without stability; the study's override still turns it on
     localization_seeds.main([*common, "--methods", "upsample,centre", "--set", noisy])
@@ -62,16 +63,17 @@ def test_overrides_apply_to_trained_runs_and_cached_methods_are_reused(tmp_path)
     assert "responsible_part_hit" in fourth["upsample"]
 
 
-def test_a_methods_options_recompute_that_method_alone(tmp_path):
+def test_a_methods_options_recompute_that_method_alone_and_no_report_is_written(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({"seed": 0}))
     common = [str(config), "--seeds", "0", "--images-per-prototype", "1", "--runs",
               str(tmp_path / "runs"), "--out", str(tmp_path / "study"), "--no-progress",
-              "--methods", "upsample,mdm",
+              "--methods", "upsample,mdm", "--no-report",
               *(item for override in TINY for item in ("--set", override)),
               "--set", "localization.metric_options={stability: false, sanity: false}"]
     localization_seeds.main([*common, "--set", "localization.method_options={mdm: {steps: 2}}"])
     cache_path = tmp_path / "runs" / "tiny_seed0" / "seed_study.json"
+    assert not (cache_path.parent / "report").exists()  # --no-report
     cache = json.loads(cache_path.read_text())
     assert cache["method_settings"]["mdm"]["options"] == {"steps": 2}
     cache["results"]["upsample"]["relevance"] = -1.0  # marks upsample's cached result
